@@ -188,13 +188,13 @@ async def get_concept(name: str, request: Request) -> ConceptDetail:
 async def _papers(request: Request, where: str = "") -> list[Paper]:
     rows = await _select(request, f"""
         SELECT ?p ?title ?year ?arxiv ?doi ?url ?c ?cl WHERE {{
-          ?p a bibo:Document ; dcterms:title ?title . {where}
+          ?p a/rdfs:subClassOf* bibo:Document ; dcterms:title ?title . {where}
           OPTIONAL {{ ?p dcterms:issued ?year }} OPTIONAL {{ ?p kdo:arxivId ?arxiv }}
           OPTIONAL {{ ?p bibo:doi ?doi }} OPTIONAL {{ ?p schema:url ?url }}
           OPTIONAL {{ ?c kdo:introducedIn ?p ; skos:prefLabel ?cl }} }}""")
     authors = await _select(request, f"""
         SELECT ?p ?name (COUNT(?mid) AS ?pos) WHERE {{
-          ?p a bibo:Document ; bibo:authorList ?list . {where}
+          ?p a/rdfs:subClassOf* bibo:Document ; bibo:authorList ?list . {where}
           ?list rdf:rest* ?mid . ?mid rdf:rest* ?node . ?node rdf:first ?name }}
         GROUP BY ?p ?node ?name ORDER BY ?p ?pos""")
     papers: dict[str, Paper] = {}

@@ -35,9 +35,13 @@ LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
 
 
 def _describe(iri: str) -> str:
-    # The resource's own triples, plus one level into blank nodes (author lists, shapes).
-    return f"""CONSTRUCT {{ <{iri}> ?p ?o . ?o ?p2 ?o2 }} WHERE {{
-        <{iri}> ?p ?o . OPTIONAL {{ FILTER(isBlank(?o)) ?o ?p2 ?o2 }} }}"""
+    """The resource's own triples plus the blank nodes reachable from it (author lists are
+    rdf:Lists, chains of blank nodes): its Concise Bounded Description."""
+    return f"""CONSTRUCT {{ <{iri}> ?p ?o . ?b ?p2 ?o2 }} WHERE {{
+        {{ <{iri}> ?p ?o }}
+        UNION
+        {{ <{iri}> ?q ?start . FILTER(isBlank(?start))
+           ?start (<urn:x:any>|!<urn:x:any>)* ?b . FILTER(isBlank(?b)) ?b ?p2 ?o2 }} }}"""
 
 
 async def resolve(kind: str, name: str, request: Request) -> Response:

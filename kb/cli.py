@@ -147,6 +147,56 @@ def serve_cmd(host: str | None, port: int | None, data_dir: Path | None, timeout
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
 
 
+@main.command("run")
+@click.argument("technique", required=False)
+@click.option("--experiment", default=None, help="Which experiment of the module (default: its first).")
+@click.option("--list", "list_all", is_flag=True, help="List the technique modules.")
+def run_cmd(technique: str | None, experiment: str | None, list_all: bool) -> None:
+    """Quick teaching run of one technique: teacher, student from scratch, distilled student.
+
+    \b
+    kd run --list
+    kd run soft_targets
+    """
+    from reference_impl import registry  # torch is imported here, never by the server
+
+    if list_all or not technique:
+        for name in registry.technique_names():
+            click.echo(name)
+        return
+    try:
+        module = registry.load(technique)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    from reference_impl.harness.bench import quick_run
+    quick_run(module, experiment)
+
+
+@main.command("bench")
+@click.argument("techniques", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Benchmark every technique module.")
+@click.option("--seeds", type=int, default=None, help="Number of seeds (default: each experiment's, at least 3).")
+def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None) -> None:
+    """Full benchmark: every experiment and seed; writes results/<name>.ttl and .png.
+
+    Run `kd build` afterwards to load the results into the store.
+    """
+    from reference_impl import registry
+    from reference_impl.harness.bench import benchmark
+
+    if seeds is not None and seeds < 3:
+        _fail("a benchmark needs at least 3 seeds", 2)
+    names = registry.technique_names() if run_all else list(techniques)
+    if not names:
+        _fail("name a technique (see `kd run --list`) or pass --all", 2)
+    try:
+        modules = [registry.load(n) for n in names]
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    for module in modules:
+        benchmark(module, tuple(range(seeds)) if seeds else None)
+
+
 @main.command("info")
 @DATA_DIR
 def info_cmd(data_dir: Path | None) -> None:

@@ -1,0 +1,35 @@
+"""The registry of technique modules: every module in reference_impl.techniques.
+
+There is no second list to keep in step: a module is registered by existing. A test checks
+this set against the modules the ontology links with kdo:implementedBy, both ways.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+from . import techniques
+
+PACKAGE = techniques.__name__
+
+
+def technique_names() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(techniques.__path__) if not m.name.startswith("_"))
+
+
+def module_path(name: str) -> str:
+    return f"{PACKAGE}.{name}"
+
+
+def load(name: str) -> ModuleType:
+    """Import a technique module by short name (e.g. 'soft_targets'); clear error if unknown."""
+    names = technique_names()
+    if name not in names:
+        raise ValueError(f"unknown technique {name!r}; known: {', '.join(names)}")
+    module = importlib.import_module(module_path(name))
+    for attribute in ("CONCEPT", "EXPERIMENTS"):
+        if not hasattr(module, attribute):
+            raise ValueError(f"{module.__name__} does not define {attribute}")
+    return module

@@ -1,0 +1,39 @@
+"""A quick end-to-end run of every experiment of every technique module (few epochs),
+and the teaching run `kd run` of each under the 2-minute budget."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from reference_impl import registry
+from reference_impl.harness.bench import run_experiment
+
+CASES = [(name, e.key) for name in registry.technique_names() for e in registry.load(name).EXPERIMENTS]
+
+
+@pytest.mark.parametrize("name, key", CASES)
+def test_every_experiment_runs_end_to_end(name, key):
+    experiment = next(e for e in registry.load(name).EXPERIMENTS if e.key == key)
+    short = replace(experiment, student_config=replace(experiment.student_config, epochs=2))
+    result = run_experiment(short, seeds=(0,), log=lambda s: None)
+    assert {a.key for a in result.arms} == {a.key for a in experiment.arms}
+    for arm in result.arms:
+        assert 0.0 <= arm.mean() <= 1.0
+    assert result.comparison is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", registry.technique_names())
+def test_kd_run_finishes_under_two_minutes(name):
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "kb.cli", "run", name], capture_output=True, text=True,
+                         timeout=240, env={**__import__("os").environ, "KD_QUIET": "1"})
+    elapsed = time.perf_counter() - started
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "teacher" in out.stdout and "baseline" in out.stdout
+    assert elapsed < 120, f"kd run {name} took {elapsed:.0f} s"

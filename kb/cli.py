@@ -31,6 +31,7 @@ def main() -> None:
     kd build                      build the store from ontology/ and results/
     kd validate                   check the store against the SHACL shapes
     kd query "SELECT ..."         ask it a SPARQL question
+    kd site build                 generate the documentation site into build-site/
     kd serve                      SPARQL endpoint, API and site on 127.0.0.1:8000
     """
 
@@ -195,6 +196,34 @@ def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None) -> 
         _fail(str(exc), 2)
     for module in modules:
         benchmark(module, tuple(range(seeds)) if seeds else None)
+
+
+@main.group("site")
+def site_group() -> None:
+    """The documentation site, generated from the knowledge base."""
+
+
+@site_group.command("build")
+@DATA_DIR
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Build directory (default: ./build-site): markdown in <out>/docs, HTML in <out>/html.")
+def site_build_cmd(data_dir: Path | None, out: Path | None) -> None:
+    """Render the site from the store in service and build it with mkdocs (strict).
+
+    Queries the store with SPARQL, renders site/templates into markdown, and builds the
+    HTML with mkdocs-material into <out>/html, which `kd serve` serves at /. The previous
+    site stays in place until the new one is complete.
+    """
+    from .sitegen import SiteBuildError, build_site
+
+    try:
+        base = open_store(data_dir)
+        report = build_site(base, out)
+    except StoreNotBuilt as exc:
+        _fail(str(exc))
+    except SiteBuildError as exc:
+        _fail(str(exc))
+    click.echo(str(report))
 
 
 @main.command("info")

@@ -111,3 +111,17 @@ def test_openapi_docs(url):
     spec = httpx.get(url + "/api/openapi.json").json()
     assert "/api/concepts" in spec["paths"] and "/sparql" in spec["paths"]
     assert httpx.get(url + "/api/docs").status_code == 200
+
+
+def test_api_results_come_from_the_results_rdf(url, built):
+    results = httpx.get(url + "/api/results").json()
+    expected = built.select("SELECT ?r ?v WHERE { ?r a kdo:BenchmarkResult ; kdo:verdict ?v }")
+    assert {r["iri"]: r["verdict"] for r in results} == {e["r"]: e["v"] for e in expected}
+    for r in results:
+        assert r["seeds"] >= 3 and r["arms"] and r["ci_low"] <= r["mean_difference"] <= r["ci_high"]
+        assert r["git_commit"] and r["torch_version"] and r["cpu"]
+    if results:
+        one = results[0]
+        filtered = httpx.get(url + "/api/results", params={"technique": one["technique"]}).json()
+        assert filtered and all(r["technique"] == one["technique"] for r in filtered)
+    assert httpx.get(url + "/api/results", params={"verdict": "maybe"}).status_code == 422

@@ -78,6 +78,40 @@ class ConceptDetail(ConceptSummary):
     exact_match: list[str] = []
 
 
+class ArmSummary(BaseModel):
+    key: str
+    label: str | None = None
+    mean_accuracy: float
+    sd_accuracy: float
+    parameters: int | None = None
+
+
+class Result(BaseModel):
+    iri: str
+    technique: str
+    technique_label: str | None = None
+    experiment: str
+    claim: str
+    claim_source: str | None = None
+    dataset: str
+    labelled_fraction: float | None = None
+    teacher_accuracy: float | None = None
+    treatment: str
+    reference: str
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float | None = None
+    verdict: str
+    seeds: int
+    arms: list[ArmSummary] = []
+    git_commit: str | None = None
+    torch_version: str | None = None
+    cpu: str | None = None
+    date: str | None = None
+    plot: str | None = None
+
+
 class Axis(BaseModel):
     iri: str
     name: str
@@ -248,3 +282,48 @@ async def list_axes(request: Request) -> list[Axis]:
         if "x" in r:
             a.categories.append(Link(iri=r["x"], label=r.get("l")))
     return sorted(axes.values(), key=lambda a: a.label)
+
+
+@router.get("/results", response_model=list[Result], summary="Measured benchmark results, one per claim tested")
+async def list_results(
+    request: Request,
+    technique: str | None = Query(None, description="technique local name, e.g. SoftTargetDistillation"),
+    verdict: str | None = Query(None, pattern="^(held|contradicted|inconclusive)$"),
+) -> list[Result]:
+    filters = ""
+    if technique:
+        filters += f"FILTER(?t = kd:{_checked(technique)})"
+    if verdict:
+        filters += f'FILTER(?verdict = "{verdict}")'
+    rows = await _select(request, f"""
+        SELECT ?r ?t ?tl ?exp ?claim ?src ?ds ?frac ?tacc ?treat ?ref ?diff ?lo ?hi ?p ?verdict ?n
+               ?commit ?torch ?cpu ?date ?plot WHERE {{
+          ?r a kdo:BenchmarkResult ; kdo:technique ?t ; kdo:experimentKey ?exp ; kdo:claim ?claim ;
+             kdo:dataset ?ds ; kdo:treatmentArm ?ta ; kdo:referenceArm ?ra ; kdo:meanDifference ?diff ;
+             kdo:ciLow ?lo ; kdo:ciHigh ?hi ; kdo:verdict ?verdict ; kdo:nSeeds ?n .
+          ?ta kdo:armKey ?treat . ?ra kdo:armKey ?ref . {filters}
+          OPTIONAL {{ ?t skos:prefLabel ?tl }} OPTIONAL {{ ?r kdo:claimSource ?src }}
+          OPTIONAL {{ ?r kdo:labelledFraction ?frac }} OPTIONAL {{ ?r kdo:teacherAccuracy ?tacc }}
+          OPTIONAL {{ ?r kdo:pValue ?p }} OPTIONAL {{ ?r kdo:plot ?plot }}
+          OPTIONAL {{ ?r prov:wasGeneratedBy ?run .
+                      OPTIONAL {{ ?run kdo:gitCommit ?commit }} OPTIONAL {{ ?run kdo:torchVersion ?torch }}
+                      OPTIONAL {{ ?run kdo:cpu ?cpu }} OPTIONAL {{ ?run dcterms:date ?date }} }}
+        }} ORDER BY ?t ?exp""")
+    arms = await _select(request, """
+        SELECT ?r ?key ?label ?mean ?sd ?params WHERE {
+          ?r a kdo:BenchmarkResult ; kdo:hasArm ?a . ?a kdo:armKey ?key ; kdo:meanAccuracy ?mean ;
+          kdo:sdAccuracy ?sd . OPTIONAL { ?a rdfs:label ?label } OPTIONAL { ?a kdo:parameters ?params } }""")
+    by_result: dict[str, list[ArmSummary]] = {}
+    for a in arms:
+        by_result.setdefault(a["r"], []).append(ArmSummary(
+            key=a["key"], label=a.get("label"), mean_accuracy=float(a["mean"]), sd_accuracy=float(a["sd"]),
+            parameters=int(a["params"]) if "params" in a else None))
+    number = lambda r, k: float(r[k]) if k in r else None  # noqa: E731
+    return [Result(
+        iri=r["r"], technique=r["t"].rsplit("/", 1)[-1], technique_label=r.get("tl"), experiment=r["exp"],
+        claim=r["claim"], claim_source=r.get("src"), dataset=r["ds"], labelled_fraction=number(r, "frac"),
+        teacher_accuracy=number(r, "tacc"), treatment=r["treat"], reference=r["ref"],
+        mean_difference=float(r["diff"]), ci_low=float(r["lo"]), ci_high=float(r["hi"]),
+        p_value=number(r, "p"), verdict=r["verdict"], seeds=int(r["n"]), arms=by_result.get(r["r"], []),
+        git_commit=r.get("commit"), torch_version=r.get("torch"), cpu=r.get("cpu"), date=r.get("date"),
+        plot=r.get("plot")) for r in rows]

@@ -13,12 +13,14 @@ One Turtle file per technique module, loaded by `kd build` beside the ontology:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
 import pyoxigraph as ox
+import torch
 
 from kb.namespaces import KD, KDI, KDO, KDR, PREFIXES
 
@@ -41,11 +43,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_commit() -> str:
+def git_commit(module_file: Path) -> str:
+    """HEAD, marked when the harness or this module differ from it (the code that ran is not HEAD's)."""
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "reference_impl"],
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                "reference_impl/harness", str(module_file)],
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return head + ("+uncommitted-changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -142,7 +146,8 @@ def result_triples(module_name: str, concept: str, result: ExperimentResult, *, 
     t.add(run, kdo + "torchVersion", _lit(torch_version))
     t.add(run, kdo + "pythonVersion", _lit(platform.python_version()))
     t.add(run, kdo + "cpu", _lit(cpu_model()))
-    t.add(run, kdo + "hardware", _lit(f"{platform.machine()}, {__import__('os').cpu_count()} logical CPUs, no GPU used"))
+    t.add(run, kdo + "hardware", _lit(f"{platform.machine()}, {os.cpu_count()} logical CPUs, "
+                                      f"torch threads {torch.get_num_threads()}, no GPU used"))
     t.add(run, dcterms + "date", _lit(dt.date.fromtimestamp(result.ended).isoformat(), "date"))
     return t.items
 
@@ -174,13 +179,11 @@ def plot_results(results: list[ExperimentResult], path: Path, title: str) -> Non
 
 
 def write_results(module: ModuleType, results: list[ExperimentResult], directory: Path = RESULTS_DIR) -> list[Path]:
-    import torch
-
     directory.mkdir(parents=True, exist_ok=True)
     name = module.__name__.rsplit(".", 1)[-1]
     plot_path = directory / f"{name}.png"
     plot_results(results, plot_path, f"{name}: {(module.__doc__ or '').strip().splitlines()[0]}")
-    commit = git_commit()
+    commit = git_commit(Path(module.__file__))
     triples = []
     for r in results:
         triples += result_triples(name, module.CONCEPT, r, plot=f"results/{plot_path.name}",

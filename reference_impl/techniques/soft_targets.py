@@ -35,6 +35,11 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     """T² · KL(p_t^T ‖ p_s^T), averaged over the batch. Shapes: (batch, classes) each."""
     check_positive(temperature, "temperature")
     check_logits(student_logits, teacher_logits)
+    return _softened_kl(student_logits, teacher_logits, temperature)
+
+
+def _softened_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """The computation of soft_target_kl, for callers that have validated their inputs."""
     # p^T = softmax(z / T), Eq. (1); both sides as log-probabilities
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
@@ -49,9 +54,10 @@ def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Ten
     """(1 - α) · CE(y, softmax(z_s)) + α · T² · KL(p_t^T ‖ p_s^T)."""
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    check_logits(student_logits, teacher_logits, labels)
+    check_positive(temperature, "temperature")
+    check_logits(student_logits, teacher_logits, labels)  # once per step: the terms below trust it
     hard = F.cross_entropy(student_logits, labels)
-    soft = soft_target_kl(student_logits, teacher_logits, temperature)
+    soft = _softened_kl(student_logits, teacher_logits, temperature)
     return (1 - alpha) * hard + alpha * soft
 
 
@@ -94,12 +100,15 @@ EXPERIMENTS = [
                     "where the same model trained on hard targets overfits badly.",
                     "arXiv:1503.02531, section 5, Table 2 (speech: 44.5% hard vs 57.0% soft, frame accuracy)",
                     treatment="distilled", reference="baseline"),
-        dataset="mnist1d", teacher=TEACHER, student=STUDENT, labelled_fraction=0.03,
+        dataset="mnist1d", teacher=TEACHER, student=TEACHER, labelled_fraction=0.03,
         student_config=TrainConfig(epochs=200),
         arms=(BASELINE, Arm("distilled", "soft targets only, T=4 (α=1), on the same 3%",
                             lambda ctx: distilled_student(ctx, temperature=4.0, alpha=1.0))),
-        notes="The teacher is trained on the full training set; both student arms see only the same "
-              "3% of the inputs (120 of 4000), with hard labels or with the teacher's soft targets.",
+        notes="As in the paper's speech experiment, the model trained on 3% has the same architecture as "
+              "the model trained on the full training set that supplies the soft targets. Both arms see "
+              "only the same 3% of the inputs (120 of 4000), with hard labels or with soft targets. "
+              "A first run with the 3,274-parameter MLP student instead (not the paper's setup) gave "
+              "22.6% vs 24.5% (+1.9 points, 95% CI -0.04 to +3.8, 5 seeds): inconclusive.",
     ),
 ]
 

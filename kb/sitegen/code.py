@@ -1,0 +1,144 @@
+"""A technique module's source, cut into explained pieces, read as text (never imported).
+
+The site build must not import torch, so a module is found through its `kdo:pythonModule`
+path and parsed with `ast`: the module docstring becomes the page's introduction, and the
+rest of the file is cut at every top-level statement into segments, each shown with the
+real line numbers beside the docstring of the function or class it defines.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Segment:
+    first_line: int  # 1-based line number of the first line shown
+    code: str
+    title: str = ""  # e.g. "soft_target_kl(student_logits, teacher_logits, temperature)"
+    kind: str = ""  # "function", "class" or "" for plain statements
+    doc: str = ""  # the docstring, as written (markdown)
+
+
+@dataclass
+class SourceFile:
+    module: str
+    path: Path
+    relative: str  # path shown to readers, e.g. reference_impl/techniques/soft_targets.py
+    lines: int
+    docstring: str
+    segments: list[Segment] = field(default_factory=list)
+    concept: str | None = None  # the module's CONCEPT constant
+    experiments: list[str] = field(default_factory=list)  # Experiment(key=...) literals
+
+
+def module_path(root: Path, module: str) -> Path:
+    """reference_impl.techniques.soft_targets -> <root>/reference_impl/techniques/soft_targets.py"""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
+        raise ValueError(f"not a Python module path: {module!r}")
+    base = root.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> str:
+    """`name(a, b, *, c)`: the parameter names only (the annotations are in the code beside)."""
+    if isinstance(node, ast.ClassDef):
+        return f"class {node.name}"
+    a = node.args
+    names = [x.arg for x in a.posonlyargs + a.args]
+    if a.vararg:
+        names.append("*" + a.vararg.arg)
+    elif a.kwonlyargs:
+        names.append("*")
+    names += [x.arg for x in a.kwonlyargs]
+    if a.kwarg:
+        names.append("**" + a.kwarg.arg)
+    return f"{node.name}({', '.join(names)})"
+
+
+def read_source(root: Path, module: str) -> SourceFile:
+    path = module_path(root, module)
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text, filename=str(path))
+    all_lines = text.splitlines()
+    body = list(tree.body)
+    docstring = ast.get_docstring(tree, clean=True) or ""
+    start = 1
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        start = body[0].end_lineno + 1
+        body = body[1:]
+    try:
+        relative = path.relative_to(root).as_posix()
+    except ValueError:
+        relative = path.name
+    src = SourceFile(module, path, relative, len(all_lines), docstring)
+
+    # Each top-level statement owns the lines from the end of the previous one to its own
+    # end, so the comments above a definition go with it; runs of plain statements
+    # (imports, constants) are merged into one segment.
+    spans: list[list] = []  # [first, last, node or None]
+    previous_end = start - 1
+    for node in body:
+        is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        if not is_def:
+            _collect_constants(node, src)
+        if not is_def and spans and spans[-1][2] is None:
+            spans[-1][1] = node.end_lineno
+        else:
+            spans.append([previous_end + 1, node.end_lineno, node if is_def else None])
+        previous_end = node.end_lineno
+    if spans:
+        spans[-1][1] = len(all_lines)
+    for first, last, node in spans:
+        while first <= last and not all_lines[first - 1].strip():
+            first += 1
+        while last >= first and not all_lines[last - 1].strip():
+            last -= 1
+        if first > last:
+            continue
+        segment = Segment(first, "\n".join(all_lines[first - 1:last]))
+        if node is not None:
+            segment.title = _signature(node)
+            segment.kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            segment.doc = ast.get_docstring(node, clean=True) or ""
+        src.segments.append(segment)
+    return src
+
+
+def _collect_constants(node: ast.stmt, src: SourceFile) -> None:
+    """CONCEPT = "..." and the keys of the Experiment(...) calls, read from the syntax tree."""
+    if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CONCEPT" for t in node.targets):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            src.concept = node.value.value
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")) == "Experiment":
+            for kw in call.keywords:
+                if kw.arg == "key" and isinstance(kw.value, ast.Constant):
+                    src.experiments.append(str(kw.value.value))
+
+
+def docstring_markdown(text: str) -> str:
+    """A docstring as markdown: code spans and indented blocks untouched, bare `<` escaped
+    (so that `<module>` is shown, not taken for an HTML tag), numbered claims kept as lists."""
+    out: list[str] = []
+    in_block = False
+    previous_blank = True
+    for line in text.splitlines():
+        indented = line.startswith("    ") or line.startswith("\t")
+        if indented and (in_block or previous_blank):
+            in_block = True
+            out.append(line)
+        else:
+            # markdown needs a blank line before a list that follows a paragraph
+            if re.match(r"\s{0,3}(\d+\.|[-*+])\s", line) and out and out[-1].strip() \
+                    and not re.match(r"\s*(\d+\.|[-*+])\s", out[-1]) and not out[-1].startswith("   "):
+                out.append("")
+            in_block = in_block and (not line.strip())
+            parts = re.split(r"(`+[^`]*`+)", line)
+            out.append("".join(p if p.startswith("`") else p.replace("<", "&lt;") for p in parts))
+        previous_blank = not line.strip()
+    return "\n".join(out)

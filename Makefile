@@ -5,17 +5,22 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 KD     := $(VENV)/bin/kd
 STAMP  := $(VENV)/.installed
+WEB    := web/node_modules/.installed
 YASGUI := kb/server/static/yasgui/yasgui.min.js
+# Headless Chromium for the browser tests of the site: Debian's package, never a browser
+# download of its own (tests/test_site_browser.py drives it with playwright).
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install build validate clean
+.PHONY: run test install build site validate clean
 
-run: install build
+run: install build site
 	$(KD) serve
 
-test: install
+test: install $(CHROMIUM)
 	$(PY) -m pytest
 
-install: $(STAMP) $(YASGUI)
+install: $(STAMP) $(WEB) $(YASGUI)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,18 +29,30 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# The SPARQL editor (YASGUI) comes from the npm registry, pinned by web/package-lock.json,
-# and is served from our own static files: no CDN at run time.
-$(YASGUI): web/package.json web/package-lock.json
+# Front-end packages from the npm registry, pinned by web/package-lock.json: the SPARQL editor
+# (YASGUI, copied into the server's static files) and the site's KaTeX and mermaid (copied
+# into the site by `kd site build`). Nothing is loaded from a CDN at run time.
+$(WEB): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB)
+
+$(YASGUI): $(WEB)
 	mkdir -p $(dir $(YASGUI))
 	cp web/node_modules/@zazuko/yasgui/build/yasgui.min.js web/node_modules/@zazuko/yasgui/build/yasgui.min.css $(dir $(YASGUI))
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 build: install
 	$(KD) build
+
+# The documentation site, generated from the store: build-site/html, served by `kd serve` at /.
+site: build
+	$(KD) site build
 
 validate: build
 	$(KD) validate
 
 clean:
-	rm -rf data build-site .pytest_cache kb/server/static/yasgui web/node_modules
+	rm -rf data build-site test-artifacts .pytest_cache kb/server/static/yasgui web/node_modules

@@ -26,8 +26,14 @@ DOWNLOADS = {"ttl": "text/turtle", "nt": "application/n-triples", "nq": "applica
 
 
 def site_page(kind: str, name: str) -> str:
-    """Where the site keeps the page of a resource (see kb/site.py)."""
-    return f"/{KINDS[kind]}/{name}/"
+    """Where the generated site (kb/sitegen) shows a resource: concepts and papers have a page
+    each; sources, facts and implementations an entry (an anchor) on their kind's page; a
+    benchmark result, its arms, evaluations and run the entry of the result on /results/."""
+    if kind in ("id", "paper"):
+        return f"/{KINDS[kind]}/{name}/"
+    if kind == "result":
+        return "/results/#" + "--".join(name.split("--")[:2])
+    return f"/{KINDS[kind]}/#{name}"
 
 
 # Local names are restricted so that a path segment can never inject SPARQL syntax.

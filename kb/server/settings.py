@@ -18,7 +18,8 @@ class Settings:
     host: str = field(default_factory=lambda: _env("KD_HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: int(_env("KD_PORT", "8000")))
     data_dir: Path = field(default_factory=lambda: Paths.from_env().data_dir)
-    site_dir: Path = field(default_factory=lambda: Path(_env("KD_SITE_DIR", str(Paths.from_env().root / "build-site"))))
+    # The HTML that `kd site build` writes; served at / when it holds an index.html.
+    site_dir: Path = field(default_factory=lambda: Path(_env("KD_SITE_DIR", str(Paths.from_env().root / "build-site" / "html"))))
     query_timeout: float = field(default_factory=lambda: float(_env("KD_QUERY_TIMEOUT", "5")))
     max_result_bytes: int = field(default_factory=lambda: int(_env("KD_MAX_RESULT_BYTES", str(16 * 2**20))))
     workers: int = field(default_factory=lambda: int(_env("KD_WORKERS", "4")))

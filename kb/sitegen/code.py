@@ -21,6 +21,15 @@ class Segment:
     title: str = ""  # e.g. "soft_target_kl(student_logits, teacher_logits, temperature)"
     kind: str = ""  # "function", "class" or "" for plain statements
     doc: str = ""  # the docstring, as written (markdown)
+    contents: list[str] = field(default_factory=list)  # for plain statements: what they define
+
+    @property
+    def last_line(self) -> int:
+        return self.first_line + self.code.count("\n")
+
+    @property
+    def summary(self) -> str:
+        return ", ".join(self.contents)
 
 
 @dataclass
@@ -80,7 +89,7 @@ def read_source(root: Path, module: str) -> SourceFile:
     # Each top-level statement owns the lines from the end of the previous one to its own
     # end, so the comments above a definition go with it; runs of plain statements
     # (imports, constants) are merged into one segment.
-    spans: list[list] = []  # [first, last, node or None]
+    spans: list[list] = []  # [first, last, node or None, contents]
     previous_end = start - 1
     for node in body:
         is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
@@ -89,24 +98,40 @@ def read_source(root: Path, module: str) -> SourceFile:
         if not is_def and spans and spans[-1][2] is None:
             spans[-1][1] = node.end_lineno
         else:
-            spans.append([previous_end + 1, node.end_lineno, node if is_def else None])
+            spans.append([previous_end + 1, node.end_lineno, node if is_def else None, []])
+        if not is_def:
+            for item in _describe(node):
+                if item not in spans[-1][3]:
+                    spans[-1][3].append(item)
         previous_end = node.end_lineno
     if spans:
         spans[-1][1] = len(all_lines)
-    for first, last, node in spans:
+    for first, last, node, contents in spans:
         while first <= last and not all_lines[first - 1].strip():
             first += 1
         while last >= first and not all_lines[last - 1].strip():
             last -= 1
         if first > last:
             continue
-        segment = Segment(first, "\n".join(all_lines[first - 1:last]))
+        segment = Segment(first, "\n".join(all_lines[first - 1:last]), contents=contents)
         if node is not None:
             segment.title = _signature(node)
             segment.kind = "class" if isinstance(node, ast.ClassDef) else "function"
             segment.doc = ast.get_docstring(node, clean=True) or ""
         src.segments.append(segment)
     return src
+
+
+def _describe(node: ast.stmt) -> list[str]:
+    """What a plain top-level statement is, in a few words."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return ["imports"]
+    if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+        return ["the command-line entry point"]
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+        node, (ast.AnnAssign, ast.AugAssign)) else []
+    names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+    return [f"`{n}`" for n in names] or ["module-level statements"]
 
 
 def _collect_constants(node: ast.stmt, src: SourceFile) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..namespaces import KD, KDF, KDI, KDP, KDR, KDS, PREFIXES
+from ..namespaces import PREFIXES
 from ..store import KnowledgeBase
 
 SKOS, RDF, RDFS, KDO = PREFIXES["skos"], PREFIXES["rdf"], PREFIXES["rdfs"], PREFIXES["kdo"]
@@ -586,4 +586,4 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
 
 
 __all__ = ["Model", "Concept", "Axis", "Paper", "Source", "Fact", "Implementation", "Result", "Arm", "load",
-           "local", "ROLES", "FACT_KINDS", "KD", "KDP", "KDS", "KDF", "KDI", "KDR", "PAGE_COUNTS"]
+           "local", "ROLES", "FACT_KINDS", "PAGE_COUNTS"]

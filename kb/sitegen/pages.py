@@ -29,7 +29,7 @@ from urllib.parse import quote
 import jinja2
 import pyoxigraph as ox
 
-from ..namespaces import BASE, KD, KDF, KDI, KDP, KDR, KDS, PREFIXES, compact
+from ..namespaces import BASE, KD, PREFIXES, compact
 from ..store import KnowledgeBase
 from . import code as codemod
 from .model import FACT_KINDS, ROLES, Model, Result, local
@@ -221,43 +221,55 @@ class SiteWriter:
         self.pages.append(path)
 
     # ------------------------------------------------------------ pieces
-    def mermaid_tree(self, nodes: set[str], focus: str | None = None, direction: str = "LR",
-                     groups: dict[str, list[str]] | None = None) -> str:
-        """A mermaid flowchart of the broader/narrower edges among `nodes`."""
+    def mermaid_tree(self, nodes: set[str], focus: str | None = None, direction: str = "LR") -> str:
+        """A mermaid flowchart of the broader/narrower edges among `nodes` (techniques rounded)."""
         m = self.m
         lines = [f"flowchart {direction}"]
         ids = {iri: re.sub(r"[^A-Za-z0-9_]", "_", local(iri)) for iri in nodes}
-        grouped = {i for members in (groups or {}).values() for i in members}
-        for title, members in (groups or {}).items():
-            lines.append(f"  subgraph {slug(title).replace('-', '_')}[{mermaid_label(title)}]")
-            for iri in members:
-                lines.append(f"    {ids[iri]}[{mermaid_label(m.label(iri))}]")
-            lines.append("  end")
         for iri in sorted(nodes, key=lambda i: m.label(i).lower()):
-            if iri not in grouped:
-                c = m.concepts.get(iri)
-                shape = "([{}])" if c and c.is_technique else "[{}]"
-                lines.append(f"  {ids[iri]}" + shape.format(mermaid_label(m.label(iri))))
+            c = m.concepts.get(iri)
+            shape = "([{}])" if c and c.is_technique else "[{}]"
+            lines.append(f"  {ids[iri]}" + shape.format(mermaid_label(m.label(iri))))
         for iri in sorted(nodes):
             c = m.concepts.get(iri)
             for parent in sorted(c.parents if c else []):
                 if parent in nodes:
                     lines.append(f"  {ids[parent]} --> {ids[iri]}")
-        techniques = [ids[i] for i in nodes if i in m.concepts and m.concepts[i].is_technique]
-        if techniques:
-            lines.append("  classDef technique stroke-dasharray: 0")
         if focus and focus in ids:
             lines.append("  classDef focus stroke-width:3px")
             lines.append(f"  class {ids[focus]} focus")
         return "\n".join(lines)
 
+    def mermaid_overview(self) -> str:
+        """The root, and below it one box per axis holding the categories on that axis."""
+        m = self.m
+        root, parent = KD + "KnowledgeDistillation", KD + "TrainingMethod"
+        lines = ["flowchart TB", f"  {local(parent)}[{mermaid_label(m.label(parent))}]",
+                 f"  {local(root)}[{mermaid_label(m.label(root))}]", f"  {local(parent)} --> {local(root)}"]
+        for a in m.axes.values():
+            # edges go to the box, not into it, so that the box may lay its categories out itself
+            lines.append(f"  subgraph {a.name}[{mermaid_label(a.label)}]")
+            lines.append("    direction LR")
+            for cat in a.categories:
+                lines.append(f"    {local(cat)}[{mermaid_label(m.label(cat))}]")
+            for cat in a.categories:
+                for p in m.concepts[cat].parents:
+                    if p in a.categories:
+                        lines.append(f"    {local(p)} --> {local(cat)}")
+            lines.append("  end")
+            lines.append(f"  {local(root)} --> {a.name}")
+        return "\n".join(lines)
+
     def neighbourhood(self, iri: str) -> str:
         c = self.m.concepts[iri]
-        children = sorted(c.children, key=lambda i: self.m.label(i).lower())
-        shown = set(c.parents) | set(children[:16]) | {iri}
+        order = list(ROLES)  # categories and techniques first, when there are too many to show
+        children = sorted(c.children, key=lambda i: (order.index(self.m.concepts[i].role)
+                                                     if i in self.m.concepts and self.m.concepts[i].role in order
+                                                     else 99, self.m.label(i).lower()))
+        shown = set(c.parents) | set(children[:10]) | {iri}
         text = self.mermaid_tree(shown, focus=iri, direction="TB" if len(children) <= 6 else "LR")
-        if len(children) > 16:
-            text += f"\n  more[{mermaid_label(f'… {len(children) - 16} more')}]\n  {local(iri)} --> more"
+        if len(children) > 10:
+            text += f"\n  more[{mermaid_label(f'… {len(children) - 10} more')}]\n  {local(iri)} --> more"
         return text
 
     def source_of(self, impl_iri: str) -> codemod.SourceFile | None:
@@ -359,12 +371,9 @@ class SiteWriter:
             self.run_query(q)
 
         self.render("home.md.j2", "index.md", results=results, queries=queries[:3])
-        overview_nodes = {c.iri for c in m.concepts.values() if c.own_axes} | {KD + "KnowledgeDistillation"}
-        overview = self.mermaid_tree(overview_nodes, direction="LR", groups={
-            a.label: [i for i in a.categories if not any(p in a.categories for p in m.concepts[i].parents)]
-            for a in m.axes.values()})
+        overview = self.mermaid_overview()
         diagrams = {a.iri: self.mermaid_tree(set(a.members), direction="LR") for a in m.axes.values()}
-        self.render("taxonomy.md.j2", "taxonomy/index.md", overview=overview, diagrams=diagrams)
+        self.render("taxonomy.md.j2", "taxonomy/index.md", overview=overview)
         for axis in m.axes.values():
             self.render("axis.md.j2", f"taxonomy/{axis.name}.md", axis=axis, diagram=diagrams[axis.iri])
         self.render("concepts.md.j2", "concepts/index.md")
@@ -417,4 +426,4 @@ class SiteWriter:
                              "built_at": manifest.get("built_at"), "commit": manifest.get("git_commit")}]}
 
 
-__all__ = ["SiteWriter", "md", "KDF", "KDI", "KDP", "KDR", "KDS"]
+__all__ = ["SiteWriter", "md"]

@@ -44,14 +44,18 @@ def cpu_model() -> str:
 
 
 def git_commit(module_file: Path) -> str:
-    """HEAD, marked when the harness or this module differ from it (the code that ran is not HEAD's)."""
+    """HEAD, marked when the code that ran is not HEAD's: the harness or this module modified,
+    or this module not committed at all. Unrelated untracked files do not count."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=5)
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "reference_impl/harness", str(module_file)],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return head + ("+uncommitted-changes" if dirty else "")
+        head = git("rev-parse", "HEAD").stdout.strip()
+        if not head:
+            return "unknown"
+        modified = git("status", "--porcelain", "--untracked-files=no", "--",
+                       "reference_impl/harness", str(module_file)).stdout.strip()
+        untracked = git("ls-files", "--error-unmatch", str(module_file)).returncode != 0
+        return head + ("+uncommitted-changes" if modified or untracked else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -27,9 +27,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import ModuleType
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from .data import Split, load_split
@@ -56,6 +58,14 @@ class Context:
     student_spec: ModelSpec
     config: TrainConfig
     seed: int
+
+    @cached_property
+    def teacher_train_features(self) -> Tensor:
+        """The frozen teacher's penultimate features of every training input, row i = sample i,
+        computed once (feature- and relation-based techniques index them with the batch)."""
+        with torch.no_grad():
+            self.teacher.eval()
+            return self.teacher.features(self.split.x_train)
 
     def new_student(self, spec: ModelSpec | None = None) -> nn.Module:
         """A freshly initialised student; the same seed gives the same weights in every arm."""

@@ -159,19 +159,12 @@ class CRDLoss(nn.Module):
         memory.index_copy_(0, indices, F.normalize(mixed, dim=1))
 
 
-@torch.no_grad()
-def teacher_train_features(ctx: Context) -> Tensor:
-    """The frozen teacher's penultimate features of every training input, row i = sample i."""
-    ctx.teacher.eval()
-    return ctx.teacher.features(ctx.split.x_train)
-
-
 def crd_student(ctx: Context, *, beta: float = BETA, kd_temperature: float | None = None):
     """CE + β · L_critic (+ T² KL(p_t^T ‖ p_s^T) if kd_temperature is given); g_S, g_T train with the student."""
     check_positive(beta, "beta")
     student = ctx.new_student()
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
-    f_t = teacher_train_features(ctx)
+    f_t = ctx.teacher_train_features
     crd = CRDLoss(student.feature_dim, f_t.shape[1], len(y))
     with torch.no_grad():
         crd.initialise_memory(student.features(x), f_t)

@@ -134,19 +134,12 @@ def rkd_loss(student_embeddings: Tensor, teacher_embeddings: Tensor, *,
     return loss
 
 
-@torch.no_grad()
-def teacher_train_features(ctx: Context) -> Tensor:
-    """The frozen teacher's penultimate features of every training input, row i = sample i."""
-    ctx.teacher.eval()
-    return ctx.teacher.features(ctx.split.x_train)
-
-
 def rkd_student(ctx: Context, *, kd_temperature: float | None = None,
                 distance_weight: float = DISTANCE_WEIGHT, angle_weight: float = ANGLE_WEIGHT):
     """CE + λ_D L_D + λ_A L_A on the penultimate features, + T² KL(p_t^T ‖ p_s^T) if kd_temperature is given."""
     student = ctx.new_student()
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
-    f_t = teacher_train_features(ctx)
+    f_t = ctx.teacher_train_features
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher logits and features alike
         f_s = student.features(x[idx])

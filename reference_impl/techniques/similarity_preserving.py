@@ -67,19 +67,12 @@ def sp_loss(student_activations: Tensor, teacher_activations: Tensor) -> Tensor:
     return (target - similarity_matrix(student_activations)).pow(2).sum() / b**2
 
 
-@torch.no_grad()
-def teacher_train_features(ctx: Context) -> Tensor:
-    """The frozen teacher's penultimate features of every training input, row i = sample i."""
-    ctx.teacher.eval()
-    return ctx.teacher.features(ctx.split.x_train)
-
-
 def sp_student(ctx: Context, *, gamma: float = GAMMA, kd_temperature: float | None = None):
     """CE + γ · L_SP on the penultimate features, + T² KL(p_t^T ‖ p_s^T) if kd_temperature is given."""
     check_positive(gamma, "gamma")
     student = ctx.new_student()
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
-    f_t = teacher_train_features(ctx)
+    f_t = ctx.teacher_train_features
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher logits and features alike
         f_s = student.features(x[idx])

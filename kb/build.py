@@ -29,6 +29,7 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from .config import Paths
+from .formats import serialize_rdf
 from .namespaces import GRAPH, INFERRED_GRAPH, KD, PREFIXES
 
 KEEP_PREVIOUS_BUILDS = 2
@@ -40,8 +41,6 @@ EXPORT_FORMATS: dict[str, ox.RdfFormat] = {
     "rdf": ox.RdfFormat.RDF_XML,
     "jsonld": ox.RdfFormat.JSON_LD,
 }
-
-PREFIXED_FORMATS = (ox.RdfFormat.TURTLE, ox.RdfFormat.RDF_XML, ox.RdfFormat.JSON_LD)
 
 # Each rule is a CONSTRUCT over the union of all graphs; its triples go into the inferred
 # graph, in this order (later rules see the output of earlier ones).
@@ -200,8 +199,7 @@ def write_exports(store: ox.Store, directory: Path) -> None:
         target = directory / f"kdkb.{ext}"
         # Only N-Quads keeps the named graphs; the others are one flat graph.
         data = quads if fmt == ox.RdfFormat.N_QUADS else triples
-        kwargs = {"prefixes": PREFIXES} if fmt in PREFIXED_FORMATS else {}
-        ox.serialize(data, str(target), format=fmt, **kwargs)
+        serialize_rdf(data, fmt, str(target))
 
 
 def _swap_current(link: Path, target: Path) -> None:

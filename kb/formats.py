@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import pyoxigraph as ox
 
 from .namespaces import PREFIXES, compact
@@ -21,6 +19,15 @@ GRAPH_FORMATS = {
     "rdfxml": ox.RdfFormat.RDF_XML,
 }
 ALL_FORMATS = ["table", *SOLUTION_FORMATS, *GRAPH_FORMATS]
+# Serialisations that can abbreviate IRIs with the project's prefixes (kd:, kdo:, ...).
+PREFIXED_FORMATS = (ox.RdfFormat.TURTLE, ox.RdfFormat.RDF_XML, ox.RdfFormat.JSON_LD)
+
+
+def serialize_rdf(data, fmt: ox.RdfFormat, output=None):
+    """Serialise triples or quads, using the project's prefixes where the format has them.
+    Returns bytes when `output` is None, like pyoxigraph.serialize."""
+    kwargs = {"prefixes": PREFIXES} if fmt in PREFIXED_FORMATS else {}
+    return ox.serialize(data, output, format=fmt, **kwargs)
 
 
 def cell(term: object) -> str:
@@ -67,8 +74,5 @@ def render(result: object, fmt: str = "table") -> str:
         if fmt in SOLUTION_FORMATS:
             raise ValueError(f"format {fmt!r} is for SELECT/ASK; a CONSTRUCT gives turtle/ntriples/jsonld/rdfxml")
         rdf_format = GRAPH_FORMATS.get(fmt, ox.RdfFormat.TURTLE)
-        buf = io.BytesIO()
-        kwargs = {"prefixes": PREFIXES} if rdf_format in (ox.RdfFormat.TURTLE, ox.RdfFormat.RDF_XML) else {}
-        ox.serialize(list(result), buf, format=rdf_format, **kwargs)
-        return buf.getvalue().decode()
+        return (serialize_rdf(list(result), rdf_format) or b"").decode()
     raise TypeError(f"not a query result: {type(result).__name__}")

@@ -24,7 +24,8 @@ def running_server(data_dir: Path, **env: str):
     port = free_port()
     environment = {**os.environ, "KD_DATA_DIR": str(data_dir), "KD_PORT": str(port),
                    "KD_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
-    environment.pop("KD_UPDATE_TOKEN", None) if "KD_UPDATE_TOKEN" not in env else None
+    if "KD_UPDATE_TOKEN" not in env:  # a token in the caller's environment must not leak in
+        environment.pop("KD_UPDATE_TOKEN", None)
     proc = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

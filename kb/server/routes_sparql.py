@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from ..namespaces import sparql_prologue
 from .guard import QUERY_FORMS, UPDATE_FORMS, ForbiddenQuery, check
@@ -117,7 +118,6 @@ async def _update(service: Service, request: Request, text: str) -> Response:
     except ForbiddenQuery as exc:
         return _text(400, str(exc))
     try:
-        from starlette.concurrency import run_in_threadpool
         status, ctype, body = await run_in_threadpool(service.pool.update, text)
     except QueryTimeout:
         return _text(503, f"update stopped: it ran past the time limit of {service.settings.query_timeout:g} s")

@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 
 import pyoxigraph as ox
 
-from ..namespaces import PREFIXES
+from ..formats import serialize_rdf
 
 SOLUTION_FORMATS = {
     "application/sparql-results+json": ox.QueryResultsFormat.JSON,
@@ -78,11 +78,10 @@ def _serialize(result, request: dict) -> tuple[int, str, bytes]:
                 return 406, "text/plain", ("CONSTRUCT/DESCRIBE results are available as: "
                                            + ", ".join(GRAPH_FORMATS)).encode()
             fmt = GRAPH_FORMATS[media_type]
-            extra = {"prefixes": PREFIXES} if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.RDF_XML) else {}
             triples = list(result)
             if fmt.supports_datasets:
                 triples = [ox.Quad(t.subject, t.predicate, t.object, ox.DefaultGraph()) for t in triples]
-            ox.serialize(triples, sink, format=fmt, **extra)
+            serialize_rdf(triples, fmt, sink)
     except ResultTooLarge:
         return 413, "text/plain", (
             f"result too large: more than {limit} bytes; narrow the query or add a LIMIT").encode()

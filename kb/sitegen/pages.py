@@ -29,6 +29,7 @@ from urllib.parse import quote
 import jinja2
 import pyoxigraph as ox
 
+from ..formats import serialize_rdf
 from ..namespaces import BASE, KD, PREFIXES, compact
 from ..store import KnowledgeBase
 from . import code as codemod
@@ -311,9 +312,7 @@ class SiteWriter:
             path = f"{folder}/{local(iri)}/{local(iri)}.{ext}"
             target = self.docs / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            kwargs = {"prefixes": PREFIXES} if fmt in (ox.RdfFormat.TURTLE, ox.RdfFormat.RDF_XML,
-                                                       ox.RdfFormat.JSON_LD) else {}
-            target.write_bytes(ox.serialize(triples, format=fmt, **kwargs) or b"")
+            target.write_bytes(serialize_rdf(triples, fmt) or b"")
             out[ext] = path
         return out
 

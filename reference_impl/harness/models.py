@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from .data import Split
@@ -89,8 +88,3 @@ def build_model(spec: ModelSpec, split: Split) -> nn.Module:
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-@torch.no_grad()
-def copy_model(model: nn.Module) -> nn.Module:
-    import copy
-    return copy.deepcopy(model)

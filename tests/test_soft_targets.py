@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from reference_impl.techniques.soft_targets import soft_target_kl, soft_target_loss
+from reference_impl.techniques.soft_targets import CachedSoftTargets, soft_target_kl, soft_target_loss
 
 
 def logits(*shape, seed=0, scale=3.0):
@@ -105,3 +105,102 @@ def test_bad_tensors_raise_value_error_naming_them():
         soft_target_loss(logits(2, 3), logits(2, 3), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="labels"):
         soft_target_loss(logits(2, 3), logits(2, 3), torch.tensor([0.0, 1.0]))
+
+
+# CachedSoftTargets: the form the harness trains with, held to soft_target_loss.
+
+def teacher_entropy_term(z_t, T, alpha):
+    """α T² · H(p_t^T), batch-averaged: what separates the cross-entropy form from the KL form."""
+    p_t = F.softmax(z_t / T, 1)
+    return alpha * T**2 * -(p_t * p_t.log()).sum(1).mean()
+
+
+@pytest.mark.parametrize("T, alpha", [(4.0, 0.9), (1.0, 0.5), (2.5, 0.0), (7.0, 1.0), (20.0, 0.3)])
+@pytest.mark.parametrize("batch", [64, 17, 1])
+def test_cached_soft_targets_equal_soft_target_loss(T, alpha, batch):
+    """Same gradient; the value is larger by the teacher's entropy term, a constant (H(p, q) = H(p) + KL)."""
+    n, classes = 300, 10
+    # double precision: at T = 20 the entropy term is ~300, and float32 cancellation would hide a real error
+    z_t_all = logits(n, classes, seed=20).double()
+    y_all = torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(21))
+    targets = CachedSoftTargets(z_t_all, y_all, temperature=T, alpha=alpha)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(22))[:batch]  # shuffled, as in training
+    z_reference = logits(batch, classes, seed=23, scale=2.0).double().requires_grad_()
+    z_cached = z_reference.detach().clone().requires_grad_()
+    reference = soft_target_loss(z_reference, z_t_all[idx], y_all[idx], temperature=T, alpha=alpha)
+    cached = targets(z_cached, idx)
+    reference.backward()
+    cached.backward()
+    torch.testing.assert_close(cached - teacher_entropy_term(z_t_all[idx], T, alpha), reference.detach())
+    torch.testing.assert_close(z_cached.grad, z_reference.grad)
+
+
+def test_cached_soft_targets_gradient_passes_gradcheck_in_double_precision():
+    z_t_all, y_all = logits(12, 5, seed=24).double(), torch.arange(12) % 5
+    targets = CachedSoftTargets(z_t_all, y_all, temperature=3.0, alpha=0.7)
+    idx = torch.tensor([7, 2, 11, 2])  # a repeated sample is fine
+    z = logits(4, 5, seed=25).double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: targets(z, idx), (z,))
+
+
+def test_cached_soft_targets_rows_follow_their_sample_indices():
+    """Reordering a batch reorders the gradient's rows and leaves the loss unchanged: row i of the
+    logits is always matched with sample idx[i]'s targets (no stale cache alignment)."""
+    z_t_all, y_all = logits(50, 6, seed=26), torch.arange(50) % 6
+    targets = CachedSoftTargets(z_t_all, y_all, temperature=4.0, alpha=0.9)
+    idx, order = torch.tensor([3, 41, 17, 8, 29]), torch.tensor([4, 0, 3, 1, 2])
+    z = logits(5, 6, seed=27).requires_grad_()
+    z_reordered = z.detach()[order].clone().requires_grad_()
+    loss, loss_reordered = targets(z, idx), targets(z_reordered, idx[order])
+    loss.backward()
+    loss_reordered.backward()
+    torch.testing.assert_close(loss_reordered, loss)
+    torch.testing.assert_close(z_reordered.grad, z.grad[order])
+    shuffled_targets = targets(z.detach(), idx[order])  # logits no longer match their samples
+    assert not torch.allclose(shuffled_targets, loss.detach())
+
+
+def test_cached_soft_targets_hold_no_graph_and_leave_the_teacher_alone():
+    z_t_all = logits(20, 4, seed=28).requires_grad_()  # as if straight from a teacher not under no_grad
+    before = z_t_all.detach().clone()
+    targets = CachedSoftTargets(z_t_all, torch.arange(20) % 4)
+    assert not targets.weighted_targets.requires_grad
+    z = logits(3, 4, seed=29).requires_grad_()
+    targets(z, torch.tensor([0, 5, 9])).backward()
+    assert z_t_all.grad is None
+    torch.testing.assert_close(z_t_all.detach(), before)
+
+
+@pytest.mark.parametrize("make_args, words", [
+    (lambda z, i: (z.tolist(), i), "torch.Tensor"),
+    (lambda z, i: (z, i.float()), "idx"),
+    (lambda z, i: (z, i[None]), "idx"),
+    (lambda z, i: (z, torch.tensor([0, 1, 2, 10])), "idx must index the 10"),
+    (lambda z, i: (z[:, :2], i), "student_logits must have shape"),
+    (lambda z, i: (z[:3], i), "student_logits must have shape"),
+    (lambda z, i: (z.reshape(2, 6), i), "student_logits must have shape"),  # same element count
+    (lambda z, i: (z[0], i[:1]), "student_logits must have shape"),  # 1-D logits for one index
+    (lambda z, i: (z.double(), i), "student_logits are torch.float64"),
+    (lambda z, i: (z.index_fill(0, torch.tensor([1]), float("nan")), i), "student_logits contains NaN"),
+    (lambda z, i: (z.index_fill(0, torch.tensor([2]), float("inf")), i), "student_logits contains NaN"),
+])
+def test_cached_soft_targets_bad_batch_raises_value_error_naming_it(make_args, words):
+    targets = CachedSoftTargets(logits(10, 3, seed=30), torch.arange(10) % 3)
+    with pytest.raises(ValueError, match=words):
+        targets(*make_args(logits(4, 3, seed=31), torch.arange(4)))
+
+
+def test_cached_soft_targets_bad_construction_raises_value_error_naming_it():
+    z_t, y = logits(6, 3, seed=32), torch.arange(6) % 3
+    for kwargs, word in (({"temperature": 0.0}, "temperature"), ({"temperature": -2.0}, "temperature"),
+                         ({"alpha": -0.1}, "alpha"), ({"alpha": 1.01}, "alpha")):
+        with pytest.raises(ValueError, match=word):
+            CachedSoftTargets(z_t, y, **kwargs)
+    bad = z_t.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="teacher_logits"):
+        CachedSoftTargets(bad, y)
+    with pytest.raises(ValueError, match="labels"):
+        CachedSoftTargets(z_t, torch.tensor([0, 1, 2, 3, 0, 1]))
+    with pytest.raises(ValueError, match="labels"):
+        CachedSoftTargets(z_t, y[:5])

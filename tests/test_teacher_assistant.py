@@ -32,34 +32,29 @@ def params_of(model):
 
 def test_the_student_learns_from_the_assistant_not_from_the_teacher(monkeypatch):
     ctx = tiny_context()
-    steps, targets = [], []
-    real_step, real_loss = teacher_assistant.distil_step, teacher_assistant.soft_target_loss
+    steps, cached_logits = [], []
+    real_step, real_targets = teacher_assistant.distil_step, teacher_assistant.CachedSoftTargets
 
     def spy_step(student, teacher, ctx_, **kwargs):
         steps.append((student, teacher))
-        targets.append([])
         return real_step(student, teacher, ctx_, **kwargs)
 
-    def spy_loss(student_logits, teacher_logits, labels, **kwargs):
-        targets[-1].append(teacher_logits)
-        return real_loss(student_logits, teacher_logits, labels, **kwargs)
+    def spy_targets(teacher_logits, labels, **kwargs):
+        cached_logits.append(teacher_logits.clone())
+        return real_targets(teacher_logits, labels, **kwargs)
 
     monkeypatch.setattr(teacher_assistant, "distil_step", spy_step)
-    monkeypatch.setattr(teacher_assistant, "soft_target_loss", spy_loss)
+    monkeypatch.setattr(teacher_assistant, "CachedSoftTargets", spy_targets)
     student = assistant_chain(ctx, (MID,))
-    assert len(steps) == 2
+    assert len(steps) == 2 and len(cached_logits) == 2
     (assistant, first_teacher), (last_student, second_teacher) = steps
     assert first_teacher is ctx.teacher and second_teacher is assistant and last_student is student
     assert n_params(assistant) == n_params(build_model(MID, ctx.split))
-    # every soft target of the second step is a row of the assistant's logits, none of the teacher's
+    # the second step's soft targets are the trained assistant's outputs, the first step's the teacher's
     z_assistant, z_teacher = predict_logits(assistant, ctx.split.x_train), ctx.teacher_train_logits
-    for batch in targets[1]:
-        for row in batch:
-            assert torch.isclose(z_assistant, row).all(1).any()
-            assert not torch.isclose(z_teacher, row).all(1).any()
-    for batch in targets[0]:  # and the first step's are the teacher's
-        for row in batch:
-            assert torch.isclose(z_teacher, row).all(1).any()
+    torch.testing.assert_close(cached_logits[1], z_assistant)
+    assert not torch.isclose(cached_logits[1], z_teacher).all(1).any()
+    torch.testing.assert_close(cached_logits[0], z_teacher)
 
 
 def test_the_assistant_is_trained_first_then_frozen_and_unchanged_while_teaching(monkeypatch):

@@ -10,8 +10,9 @@ same soft-target loss (their Eq. (3), Hinton et al.'s loss):
     L_step = (1 - λ) · CE(y, softmax(z_s)) + λ · τ² · KL( softmax(z_t / τ) ‖ softmax(z_s / τ) ),
     applied along  teacher → assistant → student  (z_t: the previous model in the chain)
 
-The loss is `soft_targets.soft_target_loss`; this module adds only the chain: each step
-freezes the previous model, caches its logits on the training inputs, and trains the next.
+The loss is soft-target distillation as the harness trains it (`soft_targets.CachedSoftTargets`,
+the same gradient as `soft_target_loss`); this module adds only the chain: each step freezes
+the previous model, caches its softened outputs on the training inputs, and trains the next.
 
 Hyperparameters: τ = 4, λ = 0.9 in every step (the project's soft-target defaults). The paper
 has no single default: its code searches τ ∈ {1, 2, 5, 10, 15, 20} and λ ∈ [0.05, 1] for each
@@ -34,7 +35,7 @@ from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, 
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_positive
 from reference_impl.harness.teachers import get_teacher
-from reference_impl.techniques.soft_targets import TEACHER, soft_target_loss
+from reference_impl.techniques.soft_targets import TEACHER, CachedSoftTargets
 
 CONCEPT = "TeacherAssistantDistillation"
 
@@ -45,9 +46,10 @@ def distil_step(student: nn.Module, teacher: nn.Module, ctx: Context, *, tempera
     freeze(teacher)  # eval mode and no gradients: the teacher cannot change while it teaches
     x, y = ctx.split.x_train, ctx.split.y_train
     z_t = predict_logits(teacher, x)  # row i belongs to sample i
+    targets = CachedSoftTargets(z_t, y, temperature=temperature, alpha=alpha)
 
-    def batch_loss(idx):  # idx indexes inputs, labels and teacher logits alike
-        return soft_target_loss(student(x[idx]), z_t[idx], y[idx], temperature=temperature, alpha=alpha)
+    def batch_loss(idx):  # idx indexes the inputs and the cached targets alike
+        return targets(student(x[idx]), idx)
 
     train(student, len(y), batch_loss, ctx.config, desc=desc)
     return student

@@ -76,11 +76,12 @@ class CachedSoftTargets:
 
         L = (1 - α) · H(y, p_s) + α · T² · H(p_t^T, p_s^T)
 
-    This is `soft_target_loss` minus α T² H(p_t^T), the teacher's entropy: a constant for each
-    sample, so the gradient is the same (a test checks value and gradient). Both terms have one
-    form, "weighted target · log softmax(z_s / τ)", with τ = 1 for the labels and τ = T for the
-    teacher, so the two weighted targets of every sample are computed (and validated) once, and
-    a step indexes them with the batch, like the inputs: one log_softmax and one dot product.
+    Since H(p, q) = H(p) + KL(p ‖ q), this is `soft_target_loss` plus α T² H(p_t^T), the
+    teacher's entropy: a constant for each sample, so the gradient is the same (a test checks
+    value and gradient). Both terms have one form, "weighted target · log softmax(z_s / τ)",
+    with τ = 1 for the labels and τ = T for the teacher, so the two weighted targets of every
+    sample are computed (and validated) once, and a step indexes them with the batch, like the
+    inputs: one log_softmax and one dot product.
     """
 
     def __init__(self, teacher_logits: Tensor, labels: Tensor, *, temperature: float = 4.0, alpha: float = 0.9):

@@ -63,8 +63,8 @@ def measure(dataset: str, spec: ModelSpec, n_steps: int = 2000, blocks: int = 21
         with torch.no_grad():
             return teacher(x[idx])
 
-    batch_size = TrainConfig().batch_size
-    batches = [torch.randint(0, len(y), (batch_size,)) for _ in range(64)]
+    config = TrainConfig()  # the harness's batch size and learning rate
+    batches = [torch.randint(0, len(y), (config.batch_size,)) for _ in range(64)]
     batch_losses = {
         "ce": lambda student, idx: F.cross_entropy(student(x[idx]), y[idx]),
         "kd": lambda student, idx: cached(student(x[idx]), idx),
@@ -77,7 +77,7 @@ def measure(dataset: str, spec: ModelSpec, n_steps: int = 2000, blocks: int = 21
     for name in LOSSES:
         torch.manual_seed(0)
         student = build_model(spec, split)
-        optimiser = torch.optim.Adam(student.parameters(), lr=TrainConfig().lr)
+        optimiser = torch.optim.Adam(student.parameters(), lr=config.lr)
 
         def step(i: int, loss_of=batch_losses[name], student=student, optimiser=optimiser) -> None:
             loss = loss_of(student, batches[i % len(batches)])  # as in harness.train
@@ -104,7 +104,7 @@ def measure(dataset: str, spec: ModelSpec, n_steps: int = 2000, blocks: int = 21
         return {"median": round(statistics.median(seconds[name]) / statistics.median(seconds["ce"]), 3),
                 "p10_p90_of_block_ratios": [round(deciles[0], 3), round(deciles[-1], 3)]}
 
-    return {"student_params": sum(p.numel() for p in build_model(spec, split).parameters()),
+    return {"student_params": sum(p.numel() for p in student.parameters()),  # every loss trains the same spec
             **{f"{name}_step_us": round(statistics.median(seconds[name]) * 1e6, 1) for name in LOSSES},
             **{f"{name}_over_ce": ratio(name) for name in LOSSES[1:]}}
 

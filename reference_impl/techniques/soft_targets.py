@@ -89,7 +89,6 @@ class CachedSoftTargets:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         check_positive(temperature, "temperature")
         check_logits(teacher_logits, labels=labels, student_name="teacher_logits")
-        self.temperature, self.alpha = temperature, alpha
         self.n_samples, self.n_classes = teacher_logits.shape
         with torch.no_grad():
             p_teacher = F.softmax(teacher_logits.detach() / temperature, dim=1)  # p_t^T, Eq. (1): (N, C)

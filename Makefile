@@ -7,6 +7,7 @@ KD     := $(VENV)/bin/kd
 STAMP  := $(VENV)/.installed
 WEB    := web/node_modules/.installed
 YASGUI := kb/server/static/yasgui/yasgui.min.js
+SWAGGER := kb/server/static/swagger/swagger-ui-bundle.js
 # Headless Chromium for the browser tests of the site: Debian's package, never a browser
 # download of its own (tests/test_site_browser.py drives it with playwright).
 CHROMIUM ?= /usr/bin/chromium
@@ -20,7 +21,7 @@ run: install build site
 test: install $(CHROMIUM)
 	$(PY) -m pytest
 
-install: $(STAMP) $(WEB) $(YASGUI)
+install: $(STAMP) $(WEB) $(YASGUI) $(SWAGGER)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	touch $(STAMP)
 
 # Front-end packages from the npm registry, pinned by web/package-lock.json: the SPARQL editor
-# (YASGUI, copied into the server's static files) and the site's KaTeX and mermaid (copied
+# (YASGUI and Swagger UI, copied into the server's static files) and the site's KaTeX and mermaid (copied
 # into the site by `kd site build`). Nothing is loaded from a CDN at run time.
 $(WEB): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
@@ -39,6 +40,13 @@ $(WEB): web/package.json web/package-lock.json
 $(YASGUI): $(WEB)
 	mkdir -p $(dir $(YASGUI))
 	cp web/node_modules/@zazuko/yasgui/build/yasgui.min.js web/node_modules/@zazuko/yasgui/build/yasgui.min.css $(dir $(YASGUI))
+
+# The JSON API's documentation page (/api/docs) uses Swagger UI from the same registry, so it
+# works offline and no request leaves the server.
+$(SWAGGER): $(WEB)
+	mkdir -p $(dir $(SWAGGER))
+	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css \
+	   web/node_modules/swagger-ui-dist/favicon-32x32.png $(dir $(SWAGGER))
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
@@ -55,4 +63,4 @@ validate: build
 	$(KD) validate
 
 clean:
-	rm -rf data build-site test-artifacts .pytest_cache kb/server/static/yasgui web/node_modules
+	rm -rf data build-site test-artifacts .pytest_cache kb/server/static/yasgui kb/server/static/swagger web/node_modules

@@ -7,6 +7,8 @@ A build never touches the store in service until it has fully succeeded:
 2. the new store is written into a fresh directory `data/builds/<id>.partial`;
 3. derived triples (skos:broader/narrower from rdfs:subClassOf, mls:implements from
    kdo:implementedBy) go into their own named graph, so asserted and derived stay apart;
+   the default graph is then the merge of all those graphs, materialized, so that queries
+   (which read the default graph) and updates (which read and write it) see the same data;
 4. exports (Turtle, N-Triples, N-Quads, RDF/XML, JSON-LD) and a manifest are written
    beside it;
 5. the directory is renamed and the `data/current` symlink is replaced with `os.replace`,
@@ -146,8 +148,10 @@ def build(paths: Paths | None = None, *, export: bool = True) -> BuildReport:
         for rule in INFERENCE_RULES.values():
             derived = store.query(rule, prefixes=PREFIXES, use_default_graph_as_union=True)
             store.extend([ox.Quad(t.subject, t.predicate, t.object, inferred) for t in derived])
+        # The default graph: every triple of every named graph, once.
+        store.extend([ox.Quad(q.subject, q.predicate, q.object, ox.DefaultGraph()) for q in store])
         _check_sanity(store)
-        triples = len(store)
+        triples = sum(1 for _ in store.quads_for_pattern(None, None, None, ox.DefaultGraph()))
         if export:
             write_exports(store, partial / "exports")
         store.flush()
@@ -191,10 +195,15 @@ def _check_sanity(store: ox.Store) -> None:
 
 
 def write_exports(store: ox.Store, directory: Path) -> None:
-    """Write the whole knowledge base in every serialization (N-Quads keeps the graphs)."""
+    """Write the whole knowledge base in every serialization.
+
+    N-Quads is the whole dataset (the default graph and every named graph: what the SPARQL
+    endpoint's workers load); the others are its default graph, one flat set of triples.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     quads = list(store)
-    triples = sorted({ox.Triple(q.subject, q.predicate, q.object) for q in quads}, key=str)
+    triples = sorted((ox.Triple(q.subject, q.predicate, q.object) for q in quads
+                      if isinstance(q.graph_name, ox.DefaultGraph)), key=str)
     for ext, fmt in EXPORT_FORMATS.items():
         target = directory / f"kdkb.{ext}"
         # Only N-Quads keeps the named graphs; the others are one flat graph.

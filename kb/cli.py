@@ -6,16 +6,26 @@ import sys
 from pathlib import Path
 
 import click
+import pyoxigraph as ox
 
 from .build import BuildError, build
 from .config import Paths
 from .formats import ALL_FORMATS, render
-from .store import QueryError, StoreNotBuilt, open_store
+from .store import QueryError, StoreNotBuilt, default_timeout, open_store
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Where built stores live (default: ./data, or $KD_DATA_DIR).",
+    help="Where built stores live (default: ./data in the project, or $KD_DATA_DIR).",
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kdkb")
+    except PackageNotFoundError:  # pragma: no cover - running from a checkout that is not installed
+        return "unknown"
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -24,6 +34,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", "-V", prog_name="kd", message="%(prog)s %(version)s")
 def main() -> None:
     """Knowledge-distillation knowledge base.
 
@@ -39,9 +50,9 @@ def main() -> None:
 @main.command("build")
 @DATA_DIR
 @click.option("--ontology-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Turtle sources (default: ./ontology).")
+              help="Turtle sources (default: ./ontology, or $KD_ONTOLOGY_DIR).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Benchmark results as Turtle (default: ./results).")
+              help="Benchmark results as Turtle (default: ./results, or $KD_RESULTS_DIR; when given, it must exist).")
 @click.option("--no-export", is_flag=True, help="Skip writing the N-Triples/RDF-XML/JSON-LD exports.")
 def build_cmd(data_dir: Path | None, ontology_dir: Path | None, results_dir: Path | None, no_export: bool) -> None:
     """Build a new store and put it in service atomically.
@@ -50,6 +61,10 @@ def build_cmd(data_dir: Path | None, ontology_dir: Path | None, results_dir: Pat
     file and line, and the store already in service keeps answering.
     """
     paths = Paths.from_env(data_dir=data_dir, ontology_dir=ontology_dir, results_dir=results_dir)
+    for option, given, path in (("--ontology-dir", ontology_dir, paths.ontology_dir),
+                                ("--results-dir", results_dir, paths.results_dir)):
+        if given is not None and not path.is_dir():
+            _fail(f"{option} {given}: no such directory", 2)
     try:
         report = build(paths, export=not no_export)
     except BuildError as exc:
@@ -70,7 +85,11 @@ def validate_cmd(data_dir: Path | None, shapes: Path | None) -> None:
         base = open_store(paths.data_dir)
     except StoreNotBuilt as exc:
         _fail(str(exc))
-    report = validate_store(base.store, shapes or paths.shapes_file)
+    try:
+        report = validate_store(base.store, shapes or paths.shapes_file)
+    except Exception as exc:  # noqa: BLE001 - rdflib raises many kinds for a bad shapes file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _fail(f"cannot read the shapes file {shapes or paths.shapes_file}: {first}")
     if report.conforms:
         click.echo(f"conforms: {len(base)} triples, 0 violations")
         return
@@ -81,16 +100,20 @@ def validate_cmd(data_dir: Path | None, shapes: Path | None) -> None:
 
 @main.command("query")
 @click.argument("sparql", required=False)
-@click.option("-f", "--file", "query_file", type=click.File("r"), default=None,
-              help="Read the query from a file ('-' for standard input).")
+@click.option("-f", "--file", "query_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              default=None, help="Read the query from a UTF-8 file ('-' for standard input).")
 @click.option("--format", "fmt", type=click.Choice(ALL_FORMATS), default=None,
               help="Output format: table (default for SELECT/ASK), json, xml, csv, tsv; "
                    "turtle (default for CONSTRUCT/DESCRIBE), ntriples, jsonld, rdfxml.")
+@click.option("--timeout", type=float, default=None,
+              help="Stop the query after this many seconds (default: 5, or $KD_QUERY_TIMEOUT, as the server).")
 @DATA_DIR
-def query_cmd(sparql: str | None, query_file, fmt: str | None, data_dir: Path | None) -> None:
-    """Run a SPARQL query over the store.
+def query_cmd(sparql: str | None, query_file: Path | None, fmt: str | None, timeout: float | None,
+              data_dir: Path | None) -> None:
+    """Run a SPARQL query over the store, with the endpoint's checks and time limit.
 
     The project's prefixes (kd:, kdo:, kdp:, skos:, rdfs:, dcterms:, ...) are predeclared.
+    SERVICE and LOAD are refused, as by the endpoint.
 
     \b
     kd query "SELECT ?t WHERE { ?t rdfs:subClassOf kd:RelationBasedDistillation }"
@@ -98,19 +121,32 @@ def query_cmd(sparql: str | None, query_file, fmt: str | None, data_dir: Path | 
     """
     if (sparql is None) == (query_file is None):
         _fail("give the query either as an argument or with --file", 2)
-    text = sparql if sparql is not None else query_file.read()
+    if timeout is not None and timeout <= 0:
+        _fail(f"--timeout must be a number of seconds > 0, got {timeout:g}", 2)
+    text = sparql if sparql is not None else _read_text(query_file)
     try:
-        base = open_store(data_dir)
+        base = open_store(data_dir, timeout=timeout if timeout is not None else default_timeout())
         result = base.query(text)
-        import pyoxigraph as ox
-        default = "turtle" if isinstance(result, ox.QueryTriples) else "table"
+        default = "table" if isinstance(result, (ox.QuerySolutions, ox.QueryBoolean)) else "turtle"
         click.echo(render(result, fmt or default).rstrip("\n"))
     except StoreNotBuilt as exc:
         _fail(str(exc))
     except QueryError as exc:
-        _fail(f"bad SPARQL query: {exc}", 2)
+        _fail(str(exc), 2)
     except ValueError as exc:
         _fail(str(exc), 2)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}", 2)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _fail(f"{path} is not UTF-8 text (byte {exc.start}: 0x{data[exc.start]:02x}); "
+              "SPARQL queries are read as UTF-8", 2)
 
 
 @main.command("serve")
@@ -124,28 +160,44 @@ def serve_cmd(host: str | None, port: int | None, data_dir: Path | None, timeout
     """Serve the SPARQL endpoint (/sparql), the JSON API (/api), Linked Data IRIs and the site (/).
 
     Read-only unless KD_UPDATE_TOKEN is set; then SPARQL Update needs
-    `Authorization: Bearer <token>`. Every query runs under the time limit.
+    `Authorization: Bearer <token>`. Every query runs under the time limit, in a worker
+    process that cannot open network connections. The other settings (KD_PUBLIC_URL,
+    KD_MAX_REQUEST_BYTES, KD_WORKER_MEMORY, ...) are listed in the README.
     """
-    import dataclasses
+    import logging
+    import socket
 
     import uvicorn
 
     from .server.app import create_app
-    from .server.settings import Settings
+    from .server.settings import Settings, SettingError
 
     try:
-        settings = Settings()
-        changes = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir,
-                                     "query_timeout": timeout, "workers": workers}.items() if v is not None}
-        settings = dataclasses.replace(settings, **changes)
-    except ValueError as exc:
+        settings = Settings().with_options(host=host, port=port, data_dir=data_dir,
+                                           query_timeout=timeout, workers=workers)
+    except SettingError as exc:
         _fail(str(exc), 2)
     if not Paths.from_env(data_dir=settings.data_dir).current_build.exists():
         _fail(f"no store built in {settings.data_dir}: run `kd build` first")
-    click.echo(f"serving on http://{settings.host}:{settings.port}  "
-               f"(SPARQL /sparql, API /api/docs, site /; updates "
-               f"{'enabled with token' if settings.update_token else 'disabled'})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    try:  # bind first, so that a port in use is one line, and "serving on" is only said when true
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+    except (OSError, OverflowError) as exc:
+        _fail(f"cannot listen on {settings.host}:{settings.port}: {getattr(exc, 'strerror', None) or exc}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("kd").setLevel(logging.INFO)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+
+    async def startup_and_say_so(sockets=None):
+        await uvicorn.Server.startup(server, sockets=sockets)
+        if server.started:
+            click.echo(f"serving on {settings.base_url}  (SPARQL /sparql, API /api/docs, site /; "
+                       f"updates {'enabled with token' if settings.update_token else 'disabled'})")
+
+    server.startup = startup_and_say_so
+    server.run(sockets=[sock])
 
 
 @main.command("run")
@@ -169,7 +221,11 @@ def run_cmd(technique: str | None, experiment: str | None, list_all: bool) -> No
         module = registry.load(technique)
     except ValueError as exc:
         _fail(str(exc), 2)
-    from reference_impl.harness.bench import quick_run
+    from reference_impl.harness.bench import find_experiment, quick_run
+    try:
+        find_experiment(module, experiment)
+    except ValueError as exc:
+        _fail(str(exc), 2)
     quick_run(module, experiment)
 
 

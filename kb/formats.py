@@ -70,7 +70,7 @@ def render(result: object, fmt: str = "table") -> str:
             rows = [[cell(sol[h]) for h in headers] for sol in result]
             return table(headers, rows)
         return result.serialize(format=SOLUTION_FORMATS[fmt]).decode()
-    if isinstance(result, ox.QueryTriples):
+    if isinstance(result, (ox.QueryTriples, list)):  # a CONSTRUCT or DESCRIBE (kb.store.Triples)
         if fmt in SOLUTION_FORMATS:
             raise ValueError(f"format {fmt!r} is for SELECT/ASK; a CONSTRUCT gives turtle/ntriples/jsonld/rdfxml")
         rdf_format = GRAPH_FORMATS.get(fmt, ox.RdfFormat.TURTLE)

@@ -23,10 +23,11 @@ class ValidationReport:
 
 
 def store_as_ntriples(store: ox.Store, *, exclude_graphs: tuple[str, ...] = ()) -> bytes:
+    # The named graphs (the default graph repeats them all, shapes included).
     triples = {
         ox.Triple(q.subject, q.predicate, q.object)
         for q in store
-        if not (isinstance(q.graph_name, ox.NamedNode) and q.graph_name.value in exclude_graphs)
+        if isinstance(q.graph_name, ox.NamedNode) and q.graph_name.value not in exclude_graphs
     }
     return ox.serialize(list(triples), format=ox.RdfFormat.N_TRIPLES) or b""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import time
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -27,12 +26,11 @@ def sandbox(tmp_path: Path) -> Paths:
                           results_dir=tmp_path / "results", data_dir=tmp_path / "data")
 
 
-def test_build_is_fast(sandbox):
-    started = time.perf_counter()
+def test_build_reports_what_it_built(sandbox):
+    # How long a build takes is measured by scripts/time_budgets.py, not asserted here.
     report = kb.build(sandbox)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2.0, f"build took {elapsed:.2f} s"
-    assert report.triples > 1000
+    assert report.triples > 1000 and report.files == len(list(sandbox.ontology_dir.glob("*.ttl")))
+    assert report.directory == kb.open(sandbox.data_dir).build_dir
 
 
 def test_broken_turtle_names_file_and_line_and_old_store_still_answers(sandbox):
@@ -98,10 +96,19 @@ def test_exports_round_trip(built, ext):
     fmt = EXPORT_FORMATS[ext]
     parsed = list(ox.parse(path=str(path), format=fmt))
     distinct_triples = {(q.subject, q.predicate, q.object) for q in built.store}
-    if fmt == ox.RdfFormat.N_QUADS:  # the only export that keeps the named graphs
-        assert len(parsed) == len(built)
+    if fmt == ox.RdfFormat.N_QUADS:  # the only export that keeps the named graphs: the whole dataset
+        assert len(parsed) == len(built.store)
     else:
         assert len(parsed) == len(distinct_triples)
     if ext in ("ttl", "rdf", "jsonld", "nt"):  # a second, independent parser agrees
         g = rdflib.Graph().parse(path, format={"ttl": "turtle", "rdf": "xml", "jsonld": "json-ld", "nt": "nt"}[ext])
         assert len(g) == len(distinct_triples)
+
+
+def test_default_graph_is_the_merge_of_the_named_graphs(built):
+    """Queries and updates read the default graph: it holds every triple of every source graph."""
+    named = {(q.subject, q.predicate, q.object) for q in built.store
+             if not isinstance(q.graph_name, ox.DefaultGraph)}
+    default = {(q.subject, q.predicate, q.object)
+               for q in built.store.quads_for_pattern(None, None, None, ox.DefaultGraph())}
+    assert default == named and len(built) == len(default)

@@ -52,7 +52,7 @@ def test_construct_as_turtle(run):
 def test_bad_query_is_a_clear_error(run):
     result = run("query", "SELECT ?x WHERE { ?x ?p }")
     assert result.exit_code == 2
-    assert "bad SPARQL query" in result.output and "1:" in result.output
+    assert "SPARQL syntax error" in result.output and "1:" in result.output
 
 
 def test_format_that_does_not_fit_the_query(run):
@@ -64,3 +64,99 @@ def test_validate_and_info(run):
     assert run("validate").exit_code == 0
     info = run("info")
     assert info.exit_code == 0 and "techniques" in info.output
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("kd ")
+
+
+def test_query_refuses_service_and_unknown_prefixes(run):
+    refused = run("query", "SELECT * WHERE { SERVICE <http://127.0.0.1:9/> { ?s ?p ?o } }")
+    assert refused.exit_code == 2 and "SERVICE" in refused.output and "not allowed" in refused.output
+    unknown = run("query", "SELECT * WHERE { ?s foo:bar ?o }")
+    assert unknown.exit_code == 2 and "unknown prefix foo:" in unknown.output
+
+
+def test_query_file_must_be_utf8(run, tmp_path):
+    path = tmp_path / "latin1.rq"
+    path.write_bytes("SELECT * WHERE { ?s ?p \"caf\u00e9\" }".encode("latin-1"))
+    result = run("query", "--file", str(path))
+    assert result.exit_code == 2 and "is not UTF-8" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_query_timeout_must_be_positive(run):
+    result = run("query", "--timeout", "0", "ASK {}")
+    assert result.exit_code == 2 and "--timeout" in result.output
+
+
+def test_build_with_a_missing_results_dir_fails(tmp_path):
+    result = CliRunner().invoke(main, ["build", "--data-dir", str(tmp_path / "d"), "--results-dir",
+                                       str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "--results-dir" in result.output and "no such directory" in result.output
+    assert not (tmp_path / "d" / "current").exists()
+
+
+def test_validate_with_a_broken_shapes_file_is_one_line(run, tmp_path):
+    shapes = tmp_path / "shapes.ttl"
+    shapes.write_text("@prefix sh: <http://www.w3.org/ns/shacl#> .\nthis is not turtle .\n")
+    result = run("validate", "--shapes", str(shapes))
+    assert result.exit_code == 1 and "cannot read the shapes file" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--port", "99999"], {}, "--port / KD_PORT must be between 1 and 65535, got 99999"),
+    ([], {"KD_PORT": "abc"}, "KD_PORT must be an integer, got 'abc'"),
+    (["--workers", "0"], {}, "--workers / KD_WORKERS must be >= 1"),
+    ([], {"KD_WORKER_MEMORY": "lots"}, "KD_WORKER_MEMORY must be an integer, got 'lots'"),
+    ([], {"KD_PUBLIC_URL": "example.org"}, "KD_PUBLIC_URL must start with http://"),
+])
+def test_serve_settings_errors_are_one_line(paths, built, args, env, message):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "kb.cli", "serve", "--data-dir", str(paths.data_dir), *args],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {message}"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "serving on" not in done.stdout
+
+
+def test_serve_says_serving_only_once_bound(paths, built):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "kb.cli", "serve", "--data-dir", str(paths.data_dir),
+                               "--port", str(port)], capture_output=True, text=True, timeout=60, env=os.environ)
+    assert done.returncode == 1 and "serving on" not in done.stdout
+    assert done.stderr.strip().startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_run_rejects_an_unknown_experiment_naming_the_valid_ones():
+    result = CliRunner().invoke(main, ["run", "soft_targets", "--experiment", "nope"])
+    assert result.exit_code == 2 and "no experiment 'nope'" in result.output and "choose one of" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "5"], "--seeds applies to --bench"),
+    (["--bench", "--experiment", "x"], "--experiment applies to a quick run"),
+    (["--bench", "--seeds", "1"], "--seeds must be at least 3"),
+    (["--experiment", "nope"], "no experiment 'nope'"),
+])
+def test_module_command_line_refuses_what_does_not_apply(args, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "reference_impl.techniques.soft_targets", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -54,3 +54,30 @@ def test_bad_update_is_400_with_message(endpoint):
 
 def test_service_description_announces_update(endpoint):
     assert "SPARQL11Update" in httpx.get(endpoint, headers={"Accept": "text/turtle"}).text
+
+
+def test_queries_and_updates_share_one_default_graph(endpoint):
+    """What a query sees in the default graph is what an update reads and deletes."""
+    label = 'kd:FitNets skos:prefLabel ?l'
+    row = httpx.get(endpoint, params={"query": f"SELECT ?l WHERE {{ {label} }}"}).json()["results"]["bindings"][0]
+    literal = f'"{row["l"]["value"]}"' + (f'@{row["l"]["xml:lang"]}' if "xml:lang" in row["l"] else "")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    # An update's WHERE reads the same default graph as a query...
+    copied = httpx.post(endpoint, data={"update": f"INSERT {{ kd:Scratch2 skos:prefLabel ?l }} WHERE {{ {label} }}"},
+                        headers=auth)
+    assert copied.status_code == 204, copied.text
+    assert httpx.get(endpoint, params={"query": "ASK { kd:Scratch2 skos:prefLabel ?l }"}).json()["boolean"]
+    # ... and what it deletes from there is gone for queries, while the source file's graph keeps it.
+    deleted = httpx.post(endpoint, data={"update": f"DELETE DATA {{ kd:FitNets skos:prefLabel {literal} }}"},
+                         headers=auth)
+    assert deleted.status_code == 204, deleted.text
+    assert not httpx.get(endpoint, params={"query": f"ASK {{ {label} }}"}).json()["boolean"]
+    assert httpx.get(endpoint, params={"query": f"ASK {{ GRAPH ?g {{ {label} }} }}"}).json()["boolean"]
+
+
+def test_relative_iris_resolve_against_the_endpoint(endpoint):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(endpoint, data={"update": "INSERT DATA { <relative-thing> a <Kind> }"},
+                      headers=auth).status_code == 204
+    rows = httpx.get(endpoint, params={"query": "SELECT ?s WHERE { ?s a <Kind> }"}).json()["results"]["bindings"]
+    assert [r["s"]["value"] for r in rows] == [endpoint.rsplit("/", 1)[0] + "/relative-thing"]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from enum import Enum
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from ..namespaces import KD, KDO, KDP
+from .pool import PoolUnavailable, QueryTimeout
 from .routes_ld import LOCAL_NAME
+from .routes_sparql import client_of
 from .service import Service, SparqlError
 
+log = logging.getLogger("kd.api")
 router = APIRouter(prefix="/api", tags=["JSON API"])
 
 
@@ -126,14 +131,31 @@ def _service(request: Request) -> Service:
 
 async def _select(request: Request, query: str) -> list[dict[str, str]]:
     try:
-        return await _service(request).select(query)
+        return await _service(request).select(query, client=client_of(request))
+    except QueryTimeout:
+        raise HTTPException(status_code=503, detail="the lookup ran past the time limit",
+                            headers={"Retry-After": "1"}) from None
+    except PoolUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
     except SparqlError as exc:
-        raise HTTPException(status_code=exc.status if exc.status != 200 else 500, detail=exc.message) from exc
+        # Every query here is the API's own, built from checked names: a refusal is a bug.
+        log.error("the API's own query was refused (%s): %s", exc.status, exc.message)
+        raise HTTPException(status_code=500, detail="internal error: the API built a query the store refused") from exc
 
 
-def _checked(name: str) -> str:
-    if not LOCAL_NAME.match(name):
-        raise HTTPException(status_code=404, detail=f"no such name: {name!r}")
+def _checked(name: str, what: str) -> str:
+    if not LOCAL_NAME.fullmatch(name):
+        raise HTTPException(status_code=404, detail=f"no {what} {name!r}: names are letters, digits, "
+                                                    "'_', '.' and '-'")
+    return name
+
+
+async def _require(request: Request, name: str, what: str, pattern: str, listing: str) -> str:
+    """The local name of an existing resource of a kind (`pattern` with ?x), or 404 naming it."""
+    iri = KD + _checked(name, what)
+    rows = await _select(request, f"SELECT ?x WHERE {{ BIND(<{iri}> AS ?x) {pattern} }} LIMIT 1")
+    if not rows:
+        raise HTTPException(status_code=404, detail=f"no {what} {name!r} (see {listing})")
     return name
 
 
@@ -154,11 +176,13 @@ async def list_concepts(
 ) -> list[ConceptSummary]:
     filters = []
     if axis:
-        filters.append(f"?c rdfs:subClassOf* ?ax_cat . ?ax_cat kdo:onAxis kd:{_checked(axis)} .")
+        await _require(request, axis, "axis", "?x a kdo:Axis", "/api/axes")
+        filters.append(f"?c rdfs:subClassOf* ?ax_cat . ?ax_cat kdo:onAxis kd:{axis} .")
     if role:
         filters.append(f"?c a kdo:{ROLE_CLASSES[role]} .")
     if under:
-        filters.append(f"?c rdfs:subClassOf+ kd:{_checked(under)} .")
+        await _require(request, under, "concept", "?x a skos:Concept", "/api/concepts")
+        filters.append(f"?c rdfs:subClassOf+ kd:{under} .")
     rows = await _select(request, f"""
         SELECT ?c ?label ?term ?cls ?axis WHERE {{
           ?c a skos:Concept ; skos:prefLabel ?label .
@@ -182,7 +206,7 @@ async def list_concepts(
 
 @router.get("/concepts/{name}", response_model=ConceptDetail, summary="One concept with its neighbourhood")
 async def get_concept(name: str, request: Request) -> ConceptDetail:
-    iri = KD + _checked(name)
+    iri = KD + _checked(name, "concept")
     base = await _select(request, f"""
         SELECT ?label ?term ?def ?src ?obj ?cls WHERE {{
           <{iri}> skos:prefLabel ?label .
@@ -251,7 +275,7 @@ async def list_papers(request: Request) -> list[Paper]:
 
 @router.get("/papers/{key}", response_model=Paper, summary="One paper and the concepts it introduced")
 async def get_paper(key: str, request: Request) -> Paper:
-    papers = await _papers(request, f"FILTER(?p = <{KDP}{_checked(key)}>)")
+    papers = await _papers(request, f"FILTER(?p = <{KDP}{_checked(key, 'paper')}>)")
     if not papers:
         raise HTTPException(status_code=404, detail=f"no paper {KDP}{key}")
     return papers[0]
@@ -292,7 +316,8 @@ async def list_results(
 ) -> list[Result]:
     filters = ""
     if technique:
-        filters += f"FILTER(?t = kd:{_checked(technique)})"
+        await _require(request, technique, "technique", "?x a kdo:Technique", "/api/concepts?role=technique")
+        filters += f"FILTER(?t = kd:{technique})"
     if verdict:
         filters += f'FILTER(?verdict = "{verdict}")'
     rows = await _select(request, f"""
@@ -327,3 +352,9 @@ async def list_results(
         p_value=number(r, "p"), verdict=r["verdict"], seeds=int(r["n"]), arms=by_result.get(r["r"], []),
         git_commit=r.get("commit"), torch_version=r.get("torch"), cpu=r.get("cpu"), date=r.get("date"),
         plot=r.get("plot")) for r in rows]
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+async def unknown_api_route(path: str) -> None:
+    """Anything else under /api: a JSON 404, not the documentation site's HTML page."""
+    raise HTTPException(status_code=404, detail=f"no API route /api/{path} (see /api/docs)")

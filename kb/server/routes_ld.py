@@ -15,7 +15,8 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from ..namespaces import BASE
 from .negotiation import DEFAULT_GRAPH, GRAPH_TYPES, choose, wants_html
 from .pool import PoolUnavailable, QueryTimeout
-from .service import Service
+from .routes_sparql import client_of
+from .service import Service, SparqlError
 
 router = APIRouter(tags=["Linked Data"])
 
@@ -37,7 +38,7 @@ def site_page(kind: str, name: str) -> str:
 
 
 # Local names are restricted so that a path segment can never inject SPARQL syntax.
-LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
+LOCAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}")  # always with fullmatch
 
 
 def _describe(iri: str) -> str:
@@ -51,13 +52,15 @@ def _describe(iri: str) -> str:
 
 
 async def resolve(kind: str, name: str, request: Request) -> Response:
-    if not LOCAL_NAME.match(name):
-        return Response("not found\n", status_code=404, media_type="text/plain")
+    if not LOCAL_NAME.fullmatch(name):
+        return Response(f"no resource {kind}/{name!r}: names are letters, digits, '_', '.' and '-'\n",
+                        status_code=404, media_type="text/plain")
     service: Service = request.app.state.service
     iri = f"{BASE}{kind}/{name}"
     accept = request.headers.get("accept")
     try:
-        exists = await service.ask(f"ASK {{ {{ <{iri}> ?p ?o }} UNION {{ ?s ?p <{iri}> }} }}")
+        exists = await service.ask(f"ASK {{ {{ <{iri}> ?p ?o }} UNION {{ ?s ?p <{iri}> }} }}",
+                                   client=client_of(request))
         if not exists:
             return Response(f"no resource {iri}\n", status_code=404, media_type="text/plain")
         if wants_html(accept):
@@ -65,8 +68,12 @@ async def resolve(kind: str, name: str, request: Request) -> Response:
         if choose(accept, list(GRAPH_TYPES), DEFAULT_GRAPH) is None:
             return Response("available as: " + ", ".join(GRAPH_TYPES) + "\n", status_code=406,
                             media_type="text/plain", headers={"Vary": "Accept"})
-        status, ctype, body = await service.run(service.request(_describe(iri), accept=accept))
-    except (QueryTimeout, PoolUnavailable) as exc:
+        status, ctype, body = await service.run(service.request(_describe(iri), accept=accept),
+                                                client=client_of(request))
+    except QueryTimeout:
+        return Response("unavailable: the lookup ran past the time limit\n", status_code=503,
+                        media_type="text/plain", headers={"Retry-After": "1"})
+    except (PoolUnavailable, SparqlError) as exc:
         return Response(f"unavailable: {exc}\n", status_code=503, media_type="text/plain")
     return Response(body, status_code=status, headers={"Content-Type": ctype, "Vary": "Accept"})
 

@@ -1,5 +1,12 @@
 """SPARQL 1.1 Protocol at /sparql: query by GET, POST form and POST sparql-query; update
-only with the operator's token; a service description and a query editor for browsers."""
+only with the operator's token; a service description and a query editor for browsers.
+
+What is checked here, before any worker is involved: the request's size (413), its
+encoding (UTF-8 only: 415 for another charset, 400 for bytes that are not UTF-8), its media
+type (415), the protocol's parameters (400 for repeated ones and for graph IRIs that are not
+absolute IRIs) and the update token. The query itself is checked by `kb.guard` inside the
+worker process, under the time limit, so that no request can hold up the event loop.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,9 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.concurrency import run_in_threadpool
 
-from ..namespaces import sparql_prologue
-from .guard import QUERY_FORMS, UPDATE_FORMS, ForbiddenQuery, check
+from ..guard import is_absolute_iri
+from ..namespaces import PREFIXES, sparql_prologue
 from .negotiation import choose, wants_html
 from .pool import PoolUnavailable, QueryTimeout
 from .service import Service
@@ -21,36 +27,79 @@ router = APIRouter(tags=["SPARQL"])
 FORM = "application/x-www-form-urlencoded"
 SPARQL_QUERY = "application/sparql-query"
 SPARQL_UPDATE = "application/sparql-update"
+DATASET_PARAMETERS = ("default-graph-uri", "named-graph-uri")
+UPDATE_DATASET_PARAMETERS = ("using-graph-uri", "using-named-graph-uri")
 
 
 def _text(status: int, message: str, **headers: str) -> Response:
     return Response(message.rstrip() + "\n", status_code=status, media_type="text/plain", headers=headers)
 
 
-def _service(request: Request) -> Service:
-    return request.app.state.service
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str, **headers: str):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
 
 
-async def _params(request: Request) -> dict[str, list[str]]:
-    """Query-string parameters, merged with form fields for a form-encoded POST."""
-    params = parse_qs(request.url.query, keep_blank_values=True)
-    if request.method == "POST":
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = (await request.body()).decode("utf-8", errors="replace")
-        if ctype == FORM:
-            for key, values in parse_qs(body, keep_blank_values=True).items():
-                params.setdefault(key, []).extend(values)
-        elif ctype == SPARQL_QUERY:
-            params.setdefault("query", []).append(body)
-        elif ctype == SPARQL_UPDATE:
-            params.setdefault("update", []).append(body)
-        else:
-            raise _Unsupported(ctype)
+def timeout_message(exc: QueryTimeout, limit: float) -> str:
+    if exc.waiting:
+        return f"server busy: no query worker became free within {limit:g} s; try again"
+    return f"query stopped: it ran past the time limit of {limit:g} s"
+
+
+def client_of(request: Request) -> str:
+    """Who is asking, for the per-client limit: the peer address."""
+    return request.client.host if request.client else ""
+
+
+def _decode_form(data: str, where: str) -> dict[str, list[str]]:
+    try:
+        return parse_qs(data, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(400, f"the {where} is not valid UTF-8 once percent-decoded") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest(400, f"Content-Length must be a number of bytes, got {declared!r}")
+        if int(declared) > limit:
+            raise BadRequest(413, f"request too large: {declared} bytes, more than the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(413, f"request too large: more than the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def _params(request: Request, limit: int) -> dict[str, list[str]]:
+    """Query-string parameters, merged with those of a POST body."""
+    params = _decode_form(request.url.query, "query string")
+    if request.method != "POST":
+        return params
+    media_type, *options = [part.strip() for part in request.headers.get("content-type", "").split(";")]
+    media_type = media_type.lower()
+    if media_type not in (FORM, SPARQL_QUERY, SPARQL_UPDATE):
+        raise BadRequest(415, f"unsupported request body {media_type or '(no Content-Type)'}: send "
+                              f"{FORM}, {SPARQL_QUERY} or {SPARQL_UPDATE}")
+    for option in options:
+        name, _, value = option.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise BadRequest(415, f"unsupported charset {value.strip()}: send the request in UTF-8")
+    raw = await read_body(request, limit)
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, f"the request body is not valid UTF-8 (byte {exc.start})") from None
+    if media_type == FORM:
+        for key, values in _decode_form(body, "form body").items():
+            params.setdefault(key, []).extend(values)
+    else:
+        params.setdefault("query" if media_type == SPARQL_QUERY else "update", []).append(body)
     return params
-
-
-class _Unsupported(Exception):
-    pass
 
 
 def _one(params: dict[str, list[str]], name: str) -> str | None:
@@ -58,53 +107,61 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise ValueError(f"exactly one '{name}' parameter is allowed, got {len(values)}")
+        raise BadRequest(400, f"exactly one '{name}' parameter is allowed, got {len(values)}")
     return values[0]
+
+
+def _graph_iris(params: dict[str, list[str]], name: str) -> list[str]:
+    values = params.get(name, [])
+    for value in values:
+        if not is_absolute_iri(value):
+            raise BadRequest(400, f"{name} must be an absolute IRI, got {value!r}")
+    return values
 
 
 @router.api_route("/sparql", methods=["GET", "POST"], summary="SPARQL 1.1 query and update endpoint")
 async def sparql(request: Request) -> Response:
-    service = _service(request)
+    service: Service = request.app.state.service
+    limit = service.settings.max_request_bytes
     try:
-        params = await _params(request)
+        params = await _params(request, limit)
         query, update = _one(params, "query"), _one(params, "update")
-    except _Unsupported as exc:
-        return _text(415, f"unsupported request body {str(exc) or '(none)'}: send {FORM}, "
-                          f"{SPARQL_QUERY} or {SPARQL_UPDATE}")
-    except ValueError as exc:
-        return _text(400, str(exc))
-    if query is not None and update is not None:
-        return _text(400, "send either 'query' or 'update', not both")
+        graphs = {name: _graph_iris(params, name) for name in DATASET_PARAMETERS + UPDATE_DATASET_PARAMETERS}
+        if query is not None and update is not None:
+            raise BadRequest(400, "send either 'query' or 'update', not both")
+        text = query if query is not None else update
+        if text is not None and len(text.encode()) > limit:
+            raise BadRequest(413, f"request too large: the SPARQL text is more than {limit} bytes")
+        if query is not None and any(graphs[name] for name in UPDATE_DATASET_PARAMETERS):
+            raise BadRequest(400, "using-graph-uri and using-named-graph-uri apply to updates; "
+                                  "a query takes default-graph-uri and named-graph-uri")
+        if update is not None and any(graphs[name] for name in DATASET_PARAMETERS):
+            raise BadRequest(400, "default-graph-uri and named-graph-uri apply to queries; "
+                                  "an update takes using-graph-uri and using-named-graph-uri")
+    except BadRequest as exc:
+        return _text(exc.status, exc.message, **exc.headers)
     if update is not None:
         if request.method != "POST":
             return _text(405, "SPARQL Update needs POST", Allow="POST")
-        return await _update(service, request, update)
+        return await _update(service, request, update, graphs)
     if query is None:
         return _describe_service(request)
-    try:
-        form = check(query)
-    except ForbiddenQuery as exc:
-        return _text(400, str(exc))
-    if form in UPDATE_FORMS and form not in QUERY_FORMS:
-        return _text(400, "this is a SPARQL Update: send it as 'update' (POST), not as 'query'")
     job = service.request(query, accept=request.headers.get("accept"),
-                          default_graph=params.get("default-graph-uri", []),
-                          named_graphs=params.get("named-graph-uri", []))
-    return await _execute(service, job)
+                          default_graph=graphs["default-graph-uri"], named_graphs=graphs["named-graph-uri"])
+    return await _execute(service, job, client_of(request))
 
 
-async def _execute(service: Service, job: dict) -> Response:
+async def _execute(service: Service, job: dict, client: str) -> Response:
     try:
-        status, ctype, body = await service.run(job)
-    except QueryTimeout:
-        return _text(503, f"query stopped: it ran past the time limit of "
-                          f"{service.settings.query_timeout:g} s", **{"Retry-After": "1"})
+        status, ctype, body = await service.run(job, client=client)
+    except QueryTimeout as exc:
+        return _text(503, timeout_message(exc, service.settings.query_timeout), **{"Retry-After": "1"})
     except PoolUnavailable as exc:
         return _text(503, str(exc))
     return Response(body, status_code=status, headers={"Content-Type": ctype, "Vary": "Accept"})
 
 
-async def _update(service: Service, request: Request, text: str) -> Response:
+async def _update(service: Service, request: Request, text: str, graphs: dict[str, list[str]]) -> Response:
     token = service.settings.update_token
     if token is None:
         return _text(403, "this endpoint is read-only: SPARQL Update is disabled "
@@ -114,11 +171,8 @@ async def _update(service: Service, request: Request, text: str) -> Response:
         return _text(401, "SPARQL Update needs 'Authorization: Bearer <token>'",
                      **{"WWW-Authenticate": 'Bearer realm="kd-sparql-update"'})
     try:
-        check(text)
-    except ForbiddenQuery as exc:
-        return _text(400, str(exc))
-    try:
-        status, ctype, body = await run_in_threadpool(service.pool.update, text)
+        status, ctype, body = await service.update(
+            text, using_graphs=graphs["using-graph-uri"], using_named_graphs=graphs["using-named-graph-uri"])
     except QueryTimeout:
         return _text(503, f"update stopped: it ran past the time limit of {service.settings.query_timeout:g} s")
     except PoolUnavailable as exc:
@@ -126,18 +180,30 @@ async def _update(service: Service, request: Request, text: str) -> Response:
     return Response(body, status_code=status, headers={"Content-Type": ctype})
 
 
-SERVICE_DESCRIPTION = """@prefix sd: <http://www.w3.org/ns/sparql-service-description#> .
+def service_description(service: Service) -> str:
+    update = " , sd:SPARQL11Update" if service.settings.update_token is not None else ""
+    declarations = " ,\n        ".join(
+        f'[ sh:prefix "{prefix}" ; sh:namespace "{iri}"^^xsd:anyURI ]' for prefix, iri in PREFIXES.items())
+    return f"""@prefix sd: <http://www.w3.org/ns/sparql-service-description#> .
 @prefix formats: <http://www.w3.org/ns/formats/> .
 @prefix dcterms: <http://purl.org/dc/terms/> .
+@prefix sh: <http://www.w3.org/ns/shacl#> .
+@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
 
-[] a sd:Service ;
-    sd:endpoint <{endpoint}> ;
+<{service.endpoint}> a sd:Service ;
+    sd:endpoint <{service.endpoint}> ;
     dcterms:title "Knowledge-distillation knowledge base SPARQL endpoint" ;
-    sd:supportedLanguage sd:SPARQL11Query{update_language} ;
-    sd:feature sd:UnionDefaultGraph ;
+    dcterms:description \"\"\"The default graph is the merge of every source graph (one named graph per
+ontology or results file), materialized when the store is built: queries without FROM and updates
+without USING or WITH read (and write) it. FROM, FROM NAMED and the protocol's default-graph-uri and
+named-graph-uri select graphs by name. The prefixes declared below (sh:declare) may be used without
+PREFIX lines. Relative IRIs resolve against the endpoint's address. Every query runs for at most
+{service.settings.query_timeout:g} s and may return at most {service.settings.max_result_bytes} bytes; SERVICE and LOAD are refused.\"\"\" ;
+    sd:supportedLanguage sd:SPARQL11Query{update} ;
     sd:resultFormat formats:SPARQL_Results_JSON , formats:SPARQL_Results_XML ,
         formats:SPARQL_Results_CSV , formats:SPARQL_Results_TSV ,
-        formats:Turtle , formats:N-Triples , formats:JSON-LD , formats:RDF_XML .
+        formats:Turtle , formats:N-Triples , formats:JSON-LD , formats:RDF_XML ;
+    sh:declare {declarations} .
 """
 
 
@@ -148,10 +214,8 @@ def _describe_service(request: Request) -> Response:
     if choose(accept, ["text/turtle"], "text/turtle") is None:
         return _text(406, "the service description is available as text/turtle "
                           "(send a query to get SPARQL results or RDF)")
-    update = request.app.state.service.settings.update_token is not None
-    body = SERVICE_DESCRIPTION.format(endpoint=str(request.url_for("sparql")),
-                                      update_language=" , sd:SPARQL11Update" if update else "")
-    return Response(body, media_type="text/turtle", headers={"Vary": "Accept"})
+    return Response(service_description(request.app.state.service), media_type="text/turtle",
+                    headers={"Vary": "Accept"})
 
 
 EXAMPLES = {

@@ -241,10 +241,21 @@ def summary(result: ExperimentResult) -> str:
     return "\n".join(text)
 
 
+def find_experiment(module: ModuleType, key: str | None) -> Experiment:
+    """The module's experiment named `key` (its first when None); ValueError naming the valid keys."""
+    experiments = module.EXPERIMENTS
+    if key is None:
+        return experiments[0]
+    for experiment in experiments:
+        if experiment.key == key:
+            return experiment
+    raise ValueError(f"no experiment {key!r} in {module.__name__.rsplit('.', 1)[-1]}: choose one of "
+                     + ", ".join(x.key for x in experiments))
+
+
 def quick_run(module: ModuleType, experiment_key: str | None = None) -> ExperimentResult:
     """The teaching run: one seed of one experiment, printed as a small table."""
-    experiments = module.EXPERIMENTS
-    experiment = next((x for x in experiments if x.key == experiment_key), experiments[0])
+    experiment = find_experiment(module, experiment_key)
     t0 = time.perf_counter()
     result = run_experiment(experiment, seeds=(0,), log=lambda s: None)
     print(summary(result))
@@ -274,11 +285,21 @@ def run_cli(module: ModuleType, argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds for --bench (default: the experiment's)")
     parser.add_argument("--experiment", default=None, help="quick run: which experiment (default: the first)")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.seeds is not None and not args.bench:
+        parser.error("--seeds applies to --bench (a quick run uses one seed)")
+    if args.experiment is not None and args.bench:
+        parser.error("--experiment applies to a quick run (--bench runs every experiment)")
+    if args.seeds is not None and args.seeds < 3:
+        parser.error(f"--seeds must be at least 3 (a mean, a spread and a paired test), got {args.seeds}")
     if args.bench:
         benchmark(module, tuple(range(args.seeds)) if args.seeds else None)
-    else:
-        quick_run(module, args.experiment)
+        return
+    try:
+        find_experiment(module, args.experiment)
+    except ValueError as exc:
+        parser.error(str(exc))
+    quick_run(module, args.experiment)
 
 
-__all__ = ["Arm", "BASELINE", "Claim", "Context", "Experiment", "ExperimentResult", "benchmark",
+__all__ = ["Arm", "BASELINE", "Claim", "Context", "Experiment", "ExperimentResult", "benchmark", "find_experiment",
            "n_params", "paired_comparison", "quick_run", "run_cli", "run_experiment", "scratch_student", "summary"]

@@ -241,6 +241,7 @@ class EngineProcess:
         self.process.start()
         child.close()
         self.info: dict = {}
+        self.generation = 0  # the owner's label for the data this process loaded (see kb.server.pool)
 
     def wait_ready(self, timeout: float = 60.0) -> dict:
         """Block until the process has loaded its store; its report (network layers, memory cap)."""

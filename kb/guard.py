@@ -101,7 +101,28 @@ STRAFTER STRBEFORE STRDT STRENDS STRLANG STRLANGDIR STRLEN STRSTARTS STRUUID SUB
 SUM TIMEZONE TO TRIPLE TZ UCASE UNDEF UNION URI USING UUID VALUES VERSION WHERE WITH YEAR
 HASLANG HASLANGDIR ISBLANK ISIRI ISLITERAL ISNUMERIC ISTRIPLE ISURI SAMETERM TRUE FALSE
 """.split())
-_KEYWORD = re.compile("(?i:{})|a".format("|".join(sorted(KEYWORDS, key=len, reverse=True))))
+_KEYWORD_ALTERNATIVES = "|".join(sorted(KEYWORDS, key=len, reverse=True))
+_KEYWORD = re.compile(f"(?i:{_KEYWORD_ALTERNATIVES})|a")
+# Every token but `<` (whose meaning depends on where it stands), in one pattern, in the
+# order that makes the longest match win where two could start at the same character.
+_MASTER = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in [
+    ("SPACE", _PATTERNS["SPACE"].pattern), ("COMMENT", _PATTERNS["COMMENT"].pattern),
+    ("STRING", _PATTERNS["STRING"].pattern), ("VAR", _PATTERNS["VAR"].pattern),
+    ("BNODE", _PATTERNS["BNODE"].pattern), ("LANGTAG", _PATTERNS["LANGTAG"].pattern),
+    ("NUMBER", _PATTERNS["NUMBER"].pattern),  # before PUNCT: `.5` is a number, not `.` `5`
+    ("PUNCT", "|".join(re.escape(p) for p in _PUNCTUATION if p[0] != "<")),
+    ("PNAME", _PATTERNS["PNAME"].pattern), ("WORD", _PATTERNS["WORD"].pattern),  # cut to a keyword below
+]))
+_LONGEST_KEYWORD = max(map(len, KEYWORDS))
+_NAME_RUN = re.compile(f"[{_CHARS}]+")  # for messages: the letters a bad word is made of
+
+
+def _keyword_at_start(letters: str) -> str | None:
+    """The longest keyword the run of letters begins with (what `_KEYWORD` would match)."""
+    for length in range(min(len(letters), _LONGEST_KEYWORD), 0, -1):
+        if letters[:length].upper() in KEYWORDS:
+            return letters[:length]
+    return "a" if letters[0] == "a" else None
 # Keywords that make the engine fetch from elsewhere: refused in queries and updates alike.
 REMOTE = {"SERVICE": "SERVICE (a federated query to another endpoint)",
           "LOAD": "LOAD (fetching a document from an IRI)"}
@@ -140,16 +161,19 @@ class GuardSyntaxError(QueryRefused):
     """The request is not SPARQL the way the engine reads it (found before the engine)."""
 
 
-@dataclass(frozen=True)
 class Token:
-    kind: str  # SPACE, COMMENT, IRI, PNAME, VAR, BNODE, LANGTAG, NUMBER, STRING, WORD, PUNCT
-    text: str
-    start: int
-    operator: bool = False  # a `<` or `<=` read as a comparison, not as the start of an IRI
+    """One token: its kind (SPACE, COMMENT, IRI, PNAME, VAR, BNODE, LANGTAG, NUMBER, STRING,
+    WORD, PUNCT), its text, where it starts, and for `<` / `<=` whether it is a comparison
+    (rather than the start of an IRI)."""
 
-    @property
-    def word(self) -> str:
-        return self.text.upper() if self.kind == "WORD" else ""
+    __slots__ = ("kind", "text", "start", "operator", "word")
+
+    def __init__(self, kind: str, text: str, start: int, operator: bool = False):
+        self.kind, self.text, self.start, self.operator = kind, text, start, operator
+        self.word = text.upper() if kind == "WORD" else ""
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"Token({self.kind}, {self.text!r}, {self.start})"
 
     @property
     def prefix(self) -> str:
@@ -178,6 +202,13 @@ def tokenize(text: str) -> list[Token]:
 
     def fail(message: str, at: int):
         raise GuardSyntaxError(f"SPARQL syntax error at {position(text, at)}: {message}")
+
+    def not_a_keyword(at: int):
+        """Letters that start no token: name the whole run (`LIMITx`, not `x`) in the message."""
+        last = significant[-1] if significant else None
+        if last is not None and last.kind == "WORD" and last.start + len(last.text) == at:
+            at = last.start  # a keyword was read off the front of these letters
+        fail(f"'{_NAME_RUN.match(text, at).group()}' is not a SPARQL keyword", at)
 
     def inside() -> str | None:
         return frames[-1][1] if frames else None
@@ -209,47 +240,33 @@ def tokenize(text: str) -> list[Token]:
         return LIST  # a collection, a path, the variables of VALUES
 
     while pos < end:
-        char = text[pos]
-        kind, match = "", None
-        if char in " \t\r\n":
-            kind, match = "SPACE", _PATTERNS["SPACE"].match(text, pos)
-        elif char == "#":
-            kind, match = "COMMENT", _PATTERNS["COMMENT"].match(text, pos)
-        elif char in "'\"":
-            kind, match = "STRING", _PATTERNS["STRING"].match(text, pos)
-            if match is None:
-                fail("a string that is not closed (on its line, for '…' and \"…\") "
-                     "or that holds an invalid escape", pos)
-        elif char == "<" and operator_expected():
-            kind = "OPERATOR"
-        elif char == "<" and not text.startswith("<<", pos):
-            kind, match = "IRI", _PATTERNS["IRI"].match(text, pos)
-        elif char in "?$":
-            kind, match = "VAR", _PATTERNS["VAR"].match(text, pos)
-        elif text.startswith("_:", pos):
-            kind, match = "BNODE", _PATTERNS["BNODE"].match(text, pos)
-            if match is None:
-                fail("a blank node label with no name after '_:'", pos)
-        elif char == "@":
-            kind, match = "LANGTAG", _PATTERNS["LANGTAG"].match(text, pos)
-        elif "0" <= char <= "9" or (char == "." and text[pos + 1:pos + 2].isdigit()):
-            kind, match = "NUMBER", _PATTERNS["NUMBER"].match(text, pos)
-        elif char == ":" or re.match(f"[{_BASE}]", char):
-            kind, match = "PNAME", _PATTERNS["PNAME"].match(text, pos)
-            if match is None:  # the longest keyword here; letters that follow start a new token
-                kind, match = "WORD", _KEYWORD.match(text, pos)
-                if match is None:
-                    run = pos - len(re.search(r"\w*$", text[:pos]).group())  # where the letters began
-                    fail(f"'{_PATTERNS['WORD'].match(text, run).group()}' is not a SPARQL keyword", run)
-        if kind == "OPERATOR":  # less-than (or less-or-equal), even when `<<` follows
-            token = Token("PUNCT", "<=" if text.startswith("<=", pos) else "<", pos, operator=True)
-        elif match is not None:
-            token = Token(kind, match.group(), pos)
+        if text[pos] == "<":
+            if operator_expected():  # less-than (or less-or-equal), even when `<<` follows
+                token = Token("PUNCT", "<=" if text.startswith("<=", pos) else "<", pos, operator=True)
+            elif text.startswith("<<(", pos) or text.startswith("<<", pos):
+                token = Token("PUNCT", "<<(" if text.startswith("<<(", pos) else "<<", pos)
+            else:
+                match = _PATTERNS["IRI"].match(text, pos)
+                token = Token("IRI", match.group(), pos) if match else \
+                    Token("PUNCT", "<=" if text.startswith("<=", pos) else "<", pos)
         else:
-            punct = next((p for p in _PUNCTUATION if text.startswith(p, pos)), None)
-            if punct is None:
+            match = _MASTER.match(text, pos)
+            if match is None:
+                char = text[pos]
+                if char in "'\"":
+                    fail("a string that is not closed (on its line, for '…' and \"…\") "
+                         "or that holds an invalid escape", pos)
+                if text.startswith("_:", pos):
+                    fail("a blank node label with no name after '_:'", pos)
+                if _NAME_RUN.match(char):
+                    not_a_keyword(pos)
                 fail(f"unexpected character {char!r}", pos)
-            token = Token("PUNCT", punct, pos)
+            kind, token_text = match.lastgroup, match.group()
+            if kind == "WORD":
+                token_text = _keyword_at_start(token_text)
+                if token_text is None:
+                    not_a_keyword(pos)
+            token = Token(kind, token_text, pos)
         tokens.append(token)
         pos += len(token.text)
         if token.kind in ("SPACE", "COMMENT"):
@@ -298,22 +315,31 @@ def check(text: str, *, update: bool = False, prefixes: Mapping[str, str] | None
     tokens = tokenize(text)
     significant = [t for t in tokens if t.kind not in ("SPACE", "COMMENT")]
     for i, t in enumerate(significant):
-        where = f"SPARQL syntax error at {position(text, t.start)}"
         if t.word in REMOTE:
             raise ForbiddenQuery(f"{REMOTE[t.word]} is not allowed ({position(text, t.start)}): "
                                  "this service never contacts other hosts or reads documents", t.start)
         declaration = i > 0 and significant[i - 1].word == "PREFIX"
         if t.kind == "PNAME" and not declaration and _REMOTE_AFTER_KEYWORDS.match(t.prefix):
             raise GuardSyntaxError(
-                f"{where}: the prefixed name '{t.text}' begins with a keyword that reaches other "
+                f"SPARQL syntax error at {position(text, t.start)}: the prefixed name '{t.text}' "
+                "begins with a keyword that reaches other "
                 "hosts; this engine reads a keyword without looking at what follows it, so it could "
                 "run that keyword here. Put a space after the keyword, or choose another prefix label")
-    form = _form(significant)
+    first = _after_prologue(significant)
+    form = first.word if first is not None else ""
     if not update and form in UPDATE_FORMS:
         raise QueryRefused("this is a SPARQL Update: send it as 'update' (POST), not as 'query'")
     if update and form in QUERY_FORMS:
         raise QueryRefused(f"this is a {form} query: send it as 'query', not as 'update'")
     renamed, engine_prefixes = _rename_prefixes(text, significant, predeclared)
+    # What the grammar says a request begins with (the engine is slow to find out otherwise).
+    if not update and form not in QUERY_FORMS:
+        raise GuardSyntaxError(f"SPARQL syntax error at {position(text, first.start if first else len(text))}: "
+                               "a query begins with SELECT, CONSTRUCT, DESCRIBE or ASK "
+                               "(after any BASE and PREFIX declarations)")
+    if update and first is not None and form not in UPDATE_FORMS:
+        raise GuardSyntaxError(f"SPARQL syntax error at {position(text, first.start)}: an update "
+                               "operation begins with " + ", ".join(sorted(UPDATE_FORMS)))
     insertions = _using_clauses(text, significant, using_graphs, using_named_graphs) if update else {}
     pieces = []
     for t in tokens:
@@ -333,20 +359,18 @@ _REMOTE_AFTER_KEYWORDS = re.compile(
     "(?:{})*?(?:SERVICE|LOAD)".format("|".join(sorted(KEYWORDS, key=len, reverse=True))), re.I)
 
 
-def _form(significant: list[Token]) -> str:
-    """The first keyword after the prologue (BASE, PREFIX and VERSION declarations)."""
+def _after_prologue(significant: list[Token]) -> Token | None:
+    """The first token after the prologue (BASE, PREFIX and VERSION declarations), if any."""
     i = 0
     while i < len(significant):
         word = significant[i].word
-        if word == "BASE":
+        if word in ("BASE", "VERSION"):
             i += 2
         elif word == "PREFIX":
             i += 3
-        elif word == "VERSION":
-            i += 2
         else:
-            return word if word in QUERY_FORMS | UPDATE_FORMS else ""
-    return ""
+            return significant[i]
+    return None
 
 
 def _rename_prefixes(text: str, significant: list[Token],

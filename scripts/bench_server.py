@@ -48,7 +48,8 @@ def main() -> None:
     concepts = [r["c"] for r in open_store(paths.data_dir).select("SELECT ?c WHERE { ?c a skos:Concept }")]
     port = free_port()
     url = f"http://127.0.0.1:{port}/sparql"
-    env = {"KD_PORT": str(port), "KD_WORKERS": str(args.workers)}
+    # Every client here is 127.0.0.1: without this, the per-client limit would measure itself.
+    env = {"KD_PORT": str(port), "KD_WORKERS": str(args.workers), "KD_CLIENT_CONCURRENCY": "0"}
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "kb.cli", "serve"], env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

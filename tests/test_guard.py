@@ -144,6 +144,9 @@ def test_load_is_forbidden_in_updates(text):
     ("SELECT * WHERE { ?s ?p ?o } LIMIT x", "'x' is not a SPARQL keyword"),
     ("ASK { ?s aSERVICE ?o }", "column 10: 'aSERVICE' is not a SPARQL keyword"),
     ("ASK { ?s A ?o }", "'A' is not a SPARQL keyword"),
+    ("SELECT * WHERE { ?s ?p ?o } LIMITx", "column 29: 'LIMITx' is not a SPARQL keyword"),
+    ("\ufffd\n{", "column 1: '\ufffd' is not a SPARQL keyword"),
+    ("ASK { ?s \u2070 ?o }", "'\u2070' is not a SPARQL keyword"),
     (EX + "SELECT * WHERE { SERVICEex:q { ?s ?p ?o } }", "begins with a keyword that reaches other hosts"),
     ("PREFIX SERVICEex: <http://x/> SELECT * WHERE { SERVICEex:q ?p ?o }", "begins with a keyword"),
     ("PREFIXex: <http://x/> ASK {}", "if you meant 'PREFIX ex:'"),
@@ -289,3 +292,25 @@ def test_differential_against_the_engine(listener):
     for what in ("forbidden; the engine contacted the listener", "passed; same answer as the original",
                  "refused; the engine rejects the text too", "passed; invalid for the engine too"):
         assert counts[what] >= 200, counts
+
+
+def test_nothing_but_a_refusal_ever_comes_out(listener):
+    """20,000 random and mutated texts: the guard answers each with a verdict or a QueryRefused,
+    never another exception (which the server could only answer with a 500)."""
+    import random
+
+    rng = random.Random(7)
+    alphabet = "ab{}()<>\"'#\\%?$:_.;,@^|!*&=\n\t \u00e9\u2028\x00\ufffd\u2070\u0300\U0001F600SELECTservice"
+    generator = Generator(listener.port, seed=99)
+    cases = generator.cases(10_000)
+    for i in range(20_000):
+        if i % 2:
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        else:
+            text = next(cases)[0]
+        for update in (False, True):
+            try:
+                check(text, update=update, prefixes={"kd": "http://kd/"},
+                      using_graphs=("http://g/",) if update and i % 3 == 0 else ())
+            except QueryRefused:
+                pass

@@ -62,6 +62,13 @@ def server(built, paths):
 
 
 @pytest.fixture(scope="module")
+def one_worker(built, paths):
+    """A pool that never grows or retires: the same process must answer before and after."""
+    with running_server(paths.data_dir, KD_QUERY_TIMEOUT="3", KD_WORKERS="1", KD_MAX_WORKERS="1") as (url, proc):
+        yield url, proc
+
+
+@pytest.fixture(scope="module")
 def unguarded(built, tmp_path_factory):
     """A server with the guard switched off and updates on: only the sandbox stands."""
     data = _copy_of_build(built, tmp_path_factory.mktemp("unguarded"))
@@ -231,7 +238,23 @@ def test_kd_query_timeout_option(paths, built):
 
 # == 2. no request kills a worker, exhausts memory or stalls the server ==========================
 def _workers(proc: subprocess.Popen) -> set[int]:
-    return child_pids(proc.pid)
+    """The server's engine processes (its other child is multiprocessing's resource tracker)."""
+    found = set()
+    for pid in child_pids(proc.pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+        except OSError:  # it ended meanwhile
+            pass
+    return found
+
+
+def _the_worker(url: str, proc: subprocess.Popen) -> set[int]:
+    """The one process of a one-worker server, once it answers (a stopped one is replaced)."""
+    assert _sparql(url, "ASK { ?s ?p ?o }").status_code == 200
+    workers = _workers(proc)
+    assert len(workers) == 1, workers
+    return workers
 
 
 def _sparql(url: str, query: str, **params) -> httpx.Response:
@@ -244,13 +267,13 @@ def _sparql(url: str, query: str, **params) -> httpx.Response:
     ({"default-graph-uri": "http://a b/"}, "must be an absolute IRI"),
     ({"named-graph-uri": "http://x/>"}, "must be an absolute IRI"),
 ])
-def test_bad_dataset_iris_are_400_and_no_worker_dies(server, params, message):
-    url, proc = server
-    before = _workers(proc)
+def test_bad_dataset_iris_are_400_and_no_worker_dies(one_worker, params, message):
+    url, proc = one_worker
+    before = _the_worker(url, proc)
     response = _sparql(url, "ASK { ?s ?p ?o }", **params)
     assert response.status_code == 400 and message in response.text
     assert _sparql(url, "ASK { ?s ?p ?o }").status_code == 200
-    assert before <= _workers(proc)
+    assert _workers(proc) == before
 
 
 @pytest.mark.parametrize("query", [
@@ -259,34 +282,36 @@ def test_bad_dataset_iris_are_400_and_no_worker_dies(server, params, message):
     "SELECT * WHERE { ?s ?p " + "[ <http://p> " * 10_000 + "1" + " ]" * 10_000 + " }",
     "SELECT * WHERE " + "{" * 10_000,
 ])
-def test_deep_nesting_is_400_and_no_worker_dies(server, query):
-    url, proc = server
-    before = _workers(proc)
+def test_deep_nesting_is_400_and_no_worker_dies(one_worker, query):
+    url, proc = one_worker
+    before = _the_worker(url, proc)
     response = httpx.post(url + "/sparql", content=query, headers={"Content-Type": "application/sparql-query"},
                           timeout=60)
     assert response.status_code == 400 and "nested more than" in response.text
-    assert before <= _workers(proc)
+    assert _workers(proc) == before
 
 
-def test_long_operator_chains_do_not_kill_a_worker(server):
+def test_long_operator_chains_do_not_kill_a_worker(one_worker):
     """Deep recursion without brackets (a run of `!`, a chain of `||`) fits the engine's stack."""
-    url, proc = server
-    before = _workers(proc)
+    url, proc = one_worker
+    before = _the_worker(url, proc)
     for query in ["SELECT * WHERE { FILTER(" + "!" * 200_000 + "true) }",
                   "SELECT * WHERE { FILTER(" + "||".join(["false"] * 50_000) + ") }"]:
         response = httpx.post(url + "/sparql", content=query,
                               headers={"Content-Type": "application/sparql-query"}, timeout=60)
         assert response.status_code in (200, 503), response.text[:200]  # answered, or stopped at the limit
         if response.status_code == 200:
-            assert before <= _workers(proc)
+            assert _workers(proc) == before
+        else:
+            before = _the_worker(url, proc)
 
 
-def test_engine_runtime_errors_are_400(server):
-    url, proc = server
-    before = _workers(proc)
+def test_engine_runtime_errors_are_400(one_worker):
+    url, proc = one_worker
+    before = _the_worker(url, proc)
     response = _sparql(url, "SELECT * WHERE { BIND(<http://example.org/f>(1) AS ?x) }")
     assert response.status_code == 400 and "custom function" in response.text
-    assert before <= _workers(proc)
+    assert _workers(proc) == before
 
 
 def test_a_flood_of_bad_requests_does_not_stop_other_clients(server):
@@ -510,6 +535,30 @@ def test_invalid_utf8_in_the_query_string_is_400(server):
     url, _ = server
     response = httpx.get(url + "/sparql?query=ASK%20%7B%7D%FF")
     assert response.status_code == 400 and "UTF-8" in response.text
+
+
+def test_a_costly_check_does_not_hold_up_other_requests(server):
+    """A request near the size limit takes the guard a while to read; it is read in a worker,
+    so other clients' requests (to the API and the endpoint) are answered meanwhile."""
+    url, _ = server
+    heavy = "ASK { ?s ?p ?o " + ";" * 900_000 + " }"
+    finished: list[float] = []
+
+    def send_heavy() -> None:
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=120) as client:
+            client.post(url + "/sparql", content=heavy, headers={"Content-Type": "application/sparql-query"})
+        finished.append(time.monotonic())
+
+    thread = threading.Thread(target=send_heavy)
+    thread.start()
+    time.sleep(0.3)
+    answered = []
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3"), timeout=60) as client:
+        for path in ("/api/axes", "/sparql?query=ASK%7B%7D", "/id/FitNets"):
+            assert client.get(url + path, headers={"Accept": "text/turtle, application/json"}).status_code == 200
+            answered.append(time.monotonic())
+    thread.join()
+    assert finished and max(answered) < finished[0]
 
 
 def test_guard_runs_in_the_workers_not_in_the_server():

@@ -176,3 +176,21 @@ def test_server_routes_win_over_the_site(url):
             page = client.get(r.headers["location"].split("#")[0]).text
             assert f'id="{r.headers["location"].split("#")[1]}"' in page
         assert client.get("/no/such/page/").status_code == 404
+
+
+def test_api_docs_work_offline(visit):
+    """Swagger UI from the project's own static files: the page renders the API's operations
+    and fetches nothing from another host (the Visit refuses and records any such request)."""
+    page = visit.goto("/api/docs")
+    page.wait_for_selector(".opblock", timeout=20000)
+    operations = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/api/concepts" in operations and "/api/results" in operations
+
+
+def test_sparql_editor_and_its_example_tabs(visit):
+    page = visit.goto("/sparql")
+    page.wait_for_selector(".CodeMirror", timeout=15000)
+    values = "() => [...document.querySelectorAll('.CodeMirror')].map(e => e.CodeMirror.getValue()).join(' ')"
+    assert "RelationBasedDistillation" in page.evaluate(values)
+    page.locator(".tab", has_text="Techniques of the online scheme").first.click()
+    page.wait_for_function(f"() => ({values})().includes('OnlineDistillation')", timeout=15000)

@@ -5,10 +5,10 @@
   same duration (and then nothing is killed: a request that waited long still gets the full
   limit to run, so that a busy server never stops healthy processes).
 - **Fairness.** One client (a peer address) may have at most `per_client` requests running
-  at once; more wait their turn. When a request takes the last idle process, one more is
+  at once; more wait their turn. When a request leaves at most one process idle, one more is
   started (up to `max_size`), so that a few runaway queries, which hold their processes until
-  the time limit, leave a process free for everyone else; the extra processes are retired
-  when they come back and another is idle.
+  the time limit, always leave a process ready for everyone else; the extra processes are
+  retired when they come back and two others are idle.
 - **Updates.** They run on a process of their own; on success its data is written as a
   snapshot under `updates_dir` (older ones are pruned) and every process is replaced by one
   that loads it. A source that cannot be loaded never empties the pool: processes fall back
@@ -143,9 +143,11 @@ class WorkerPool:
                     raise QueryTimeout(waiting=True)
                 self._cond.wait(remaining)
             self._running[client] += 1
-            spare = not self._idle and not self._starting and self._total < self.max_size
+            # Keep a free process ready for the next client before the last one is taken:
+            # starting one takes a few hundred milliseconds, more on a busy machine.
+            spare = len(self._idle) + self._starting <= 1 and self._total < self.max_size
         if spare:
-            self._spawn()  # keep one free for the next client
+            self._spawn()
         return process
 
     def _checkin(self, process: EngineProcess, client: str, *, healthy: bool) -> None:
@@ -153,8 +155,8 @@ class WorkerPool:
             self._running[client] -= 1
             if self._running[client] <= 0:
                 del self._running[client]
-            current = getattr(process, "generation", -1) == self.generation
-            extra = self._total > self.size and bool(self._idle)
+            current = process.generation == self.generation
+            extra = self._total > self.size and len(self._idle) >= 2  # one spare stays while busy
             if healthy and current and not extra and not self._closed:
                 self._idle.append(process)
                 self._cond.notify_all()

@@ -263,8 +263,7 @@ const first = yasgui.getTab();
 first.setName(params.get("q") ? "Query" : tabs[0].name);
 if (!params.get("q")) {{
   for (const t of tabs.slice(1)) {{
-    const tab = yasgui.addTab(false, {{ name: t.name, yasqe: {{ value: t.query }} }});
-    tab.setQuery && tab.setQuery(t.query);
+    yasgui.addTab(false, {{ name: t.name, yasqe: {{ value: t.query }} }});
   }}
 }}
 </script></body></html>"""

@@ -12,6 +12,15 @@ from kb.config import Paths
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def listener():
+    """A loopback listener that plays every other host and counts connections (tests/guard_oracle.py)."""
+    from .guard_oracle import Listener
+    server = Listener()
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session")
 def paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     """Paths of the real ontology/results, with a private data directory."""

@@ -16,13 +16,6 @@ from .guard_oracle import Generator, Listener, bypass_attempts, engine
 EX = "PREFIX ex: <http://example.org/> "
 
 
-@pytest.fixture(scope="module")
-def listener():
-    server = Listener()
-    yield server
-    server.close()
-
-
 def kinds(text: str) -> list[tuple[str, str]]:
     return [(t.kind, t.text) for t in tokenize(text) if t.kind != "SPACE"]
 

@@ -38,13 +38,6 @@ from .server_harness import child_pids, running_server
 TOKEN = "s3cret-token"
 
 
-@pytest.fixture(scope="module")
-def listener():
-    server = Listener()
-    yield server
-    server.close()
-
-
 def remote(listener: Listener) -> str:
     return f"http://127.0.0.1:{listener.port}/"
 

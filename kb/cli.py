@@ -203,19 +203,30 @@ def serve_cmd(host: str | None, port: int | None, data_dir: Path | None, timeout
 @main.command("run")
 @click.argument("technique", required=False)
 @click.option("--experiment", default=None, help="Which experiment of the module (default: its first).")
-@click.option("--list", "list_all", is_flag=True, help="List the technique modules.")
-def run_cmd(technique: str | None, experiment: str | None, list_all: bool) -> None:
-    """Quick teaching run of one technique: teacher, student from scratch, distilled student.
+@click.option("--seed", type=int, default=0, show_default=True, help="The seed of the one-seed run.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="The largest epoch budget (default: the experiment's; the epoch is chosen on validation).")
+@click.option("--list", "list_all", is_flag=True, help="List the technique modules, their experiments and times.")
+def run_cmd(technique: str | None, experiment: str | None, seed: int, epochs: int | None, list_all: bool) -> None:
+    """Quick teaching run of one technique: one seed of one experiment, printed beside the
+    stored multi-seed benchmark result of the same experiment.
 
     \b
     kd run --list
     kd run soft_targets
+    kd run decoupled_kd --experiment dkd-vs-kd-cnn --seed 3
     """
     from reference_impl import registry  # torch is imported here, never by the server
 
     if list_all or not technique:
+        from reference_impl.harness.results import expected_teaching_seconds
         for name in registry.technique_names():
+            module = registry.load(name)
             click.echo(name)
+            for x in module.EXPERIMENTS:
+                seconds = expected_teaching_seconds(module, x)
+                estimate = f"about {seconds:.0f} s" if seconds is not None else "time not measured yet"
+                click.echo(f"    {x.key:<28} {estimate:<22} {x.title}")
         return
     try:
         module = registry.load(technique)
@@ -226,23 +237,34 @@ def run_cmd(technique: str | None, experiment: str | None, list_all: bool) -> No
         find_experiment(module, experiment)
     except ValueError as exc:
         _fail(str(exc), 2)
-    quick_run(module, experiment)
+    quick_run(module, experiment, seed=seed, epochs=epochs)
 
 
 @main.command("bench")
 @click.argument("techniques", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Benchmark every technique module.")
-@click.option("--seeds", type=int, default=None, help="Number of seeds (default: each experiment's, at least 3).")
-def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None) -> None:
-    """Full benchmark: every experiment and seed; writes results/<name>.ttl and .png.
+@click.option("--seeds", type=int, default=None,
+              help="Run this many seeds (at least 3) instead of the number the power calculation plans.")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write (default: KD_RESULTS_DIR, else results/).")
+@click.option("--verify", is_flag=True,
+              help="Re-run the stored seeds and check the verdict and mean reproduce (writes nothing).")
+def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None, results_dir: Path | None,
+              verify: bool) -> None:
+    """Full benchmark: plans the seeds from a pilot, runs every experiment, writes
+    <name>.ttl and .png, and re-adjusts the family of all claims (family.ttl, forest.png).
 
     Run `kd build` afterwards to load the results into the store.
     """
     from reference_impl import registry
     from reference_impl.harness.bench import benchmark
+    from reference_impl.harness.results import results_dir as resolve_results_dir
+    from reference_impl.harness.stats import MIN_SEEDS
 
-    if seeds is not None and seeds < 3:
-        _fail("a benchmark needs at least 3 seeds", 2)
+    if seeds is not None and seeds < MIN_SEEDS:
+        _fail(f"a benchmark needs at least {MIN_SEEDS} seeds, got {seeds}", 2)
+    if verify and seeds is not None:
+        _fail("--verify re-runs the stored seeds; it takes no --seeds", 2)
     names = registry.technique_names() if run_all else list(techniques)
     if not names:
         _fail("name a technique (see `kd run --list`) or pass --all", 2)
@@ -250,8 +272,18 @@ def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None) -> 
         modules = [registry.load(n) for n in names]
     except ValueError as exc:
         _fail(str(exc), 2)
+    directory = resolve_results_dir(results_dir)
+    if verify:
+        from reference_impl.harness.verify import verify
+        failed = [m for m in modules if not verify(m, directory)]
+        if failed:
+            _fail("not reproduced: " + ", ".join(m.__name__.rsplit(".", 1)[-1] for m in failed), 1)
+        return
+    if results_dir is not None and not results_dir.parent.exists():
+        _fail(f"--results-dir: {results_dir.parent} does not exist", 2)
+    click.echo(f"writing results to {directory}")
     for module in modules:
-        benchmark(module, tuple(range(seeds)) if seeds else None)
+        benchmark(module, tuple(range(seeds)) if seeds else None, directory=directory)
 
 
 @main.group("site")

@@ -1,6 +1,6 @@
 """The math of contrastive representation distillation (Tian et al. 2020): the embedding heads,
 the NCE critic loss, the memory bank, and the traps around them (alignment of positives,
-a frozen teacher with a trained head)."""
+negatives from other classes only, a frozen teacher with a trained head)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from reference_impl.techniques.contrastive_rd import CRDLoss, Embed, nce_loss
 
 def unit(*shape, seed=0, dtype=torch.float32):
     return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype), dim=-1)
+
+
+def cycle_labels(n, n_classes=3):
+    return torch.arange(n) % n_classes
 
 
 def test_embeddings_of_different_widths_land_normalised_in_the_same_space():
@@ -83,7 +87,7 @@ def test_positives_are_same_index_pairs_shuffling_one_side_raises_the_loss():
 def make_crd(n_data=40, width=16, seed=0):
     """A CRD loss whose two heads are the same map, so that identical features give identical embeddings."""
     torch.manual_seed(seed)
-    crd = CRDLoss(width, width, n_data, embed_dim=8, n_negatives=32)
+    crd = CRDLoss(width, width, n_data, cycle_labels(n_data), embed_dim=8, n_negatives=16)
     crd.embed_teacher.load_state_dict(crd.embed_student.state_dict())
     features = torch.randn(n_data, width)
     crd.initialise_memory(features, features)
@@ -121,7 +125,7 @@ def test_memory_is_updated_with_momentum_and_renormalised_only_for_the_batch():
 def test_normalising_constant_is_estimated_once_on_the_first_batch():
     """Z = M · mean e^{score/τ} over the first batch's positive and negative scores (RepDistiller)."""
     torch.manual_seed(2)
-    crd = CRDLoss(6, 10, 50, embed_dim=8, n_negatives=16)
+    crd = CRDLoss(6, 10, 50, cycle_labels(50), embed_dim=8, n_negatives=16)
     assert torch.isnan(crd.log_normaliser).all()
     idx = torch.arange(8)
     s_features, t_features = torch.randn(8, 6), torch.randn(8, 10)
@@ -129,10 +133,11 @@ def test_normalising_constant_is_estimated_once_on_the_first_batch():
     torch.manual_seed(5)
     crd(s_features, t_features, idx)
     torch.manual_seed(5)
-    negatives = torch.randint(50, (16,))  # the draw the forward pass made
+    negatives = crd.draw_negatives(idx)  # (8, 16): the draw the forward pass made
     with torch.no_grad():
         anchor = crd.embed_student(s_features)
-        scores = torch.cat([(anchor * teacher_memory[idx]).sum(1), (anchor @ teacher_memory[negatives].T).flatten()])
+        negative_scores = torch.einsum("bd,bnd->bn", anchor, teacher_memory[negatives])
+        scores = torch.cat([(anchor * teacher_memory[idx]).sum(1), negative_scores.flatten()])
     expected = math.log(50 * torch.exp(scores / 0.07).double().mean().item())
     assert crd.log_normaliser[0].item() == pytest.approx(expected, rel=1e-4)
     first = crd.log_normaliser.clone()
@@ -143,7 +148,7 @@ def test_normalising_constant_is_estimated_once_on_the_first_batch():
 
 def test_teacher_is_frozen_but_its_head_learns():
     torch.manual_seed(3)
-    crd = CRDLoss(6, 10, 30, embed_dim=8, n_negatives=16)
+    crd = CRDLoss(6, 10, 30, cycle_labels(30), embed_dim=8, n_negatives=16)
     student_features = torch.randn(5, 6, requires_grad=True)
     teacher_features = torch.randn(5, 10, requires_grad=True)  # as if it came from a network with gradients
     crd(student_features, teacher_features, torch.arange(5)).backward()
@@ -157,6 +162,10 @@ def test_teacher_is_frozen_but_its_head_learns():
 @pytest.mark.parametrize("kwargs, word", [
     ({"anchor": torch.randn(4, 8), "positive": torch.randn(5, 8)}, "positive"),
     ({"negatives": torch.randn(10, 7)}, "negatives"),
+    ({"negatives": torch.randn(3, 10, 8)}, "negatives"),  # per-anchor negatives for 3 anchors, not 4
+    ({"negatives": torch.randn(4, 10, 7)}, "negatives"),
+    ({"negatives": torch.randn(4, 10, 8, 1)}, "negatives"),
+    ({"negatives": torch.full((4, 10, 8), float("nan"))}, "negatives"),
     ({"anchor": torch.full((4, 8), float("nan"))}, "anchor"),
     ({"anchor": torch.randn(4)}, "anchor"),
     ({"temperature": 0.0}, "temperature"),
@@ -179,12 +188,113 @@ def test_bad_nce_input_raises_value_error_naming_it(kwargs, word):
     (torch.full((4, 6), float("inf")), torch.randn(4, 10), torch.arange(4), "student_features"),
 ])
 def test_bad_crd_input_raises_value_error_naming_it(student, teacher, indices, word):
-    crd = CRDLoss(6, 10, 30, embed_dim=8, n_negatives=16)
+    crd = CRDLoss(6, 10, 30, cycle_labels(30), embed_dim=8, n_negatives=16)
     with pytest.raises(ValueError, match=word):
         crd(student, teacher, indices)
 
 
-@pytest.mark.parametrize("kwargs, word", [({"temperature": -0.1}, "temperature"), ({"momentum": 1.0}, "momentum")])
+@pytest.mark.parametrize("kwargs, word", [({"temperature": -0.1}, "temperature"), ({"momentum": 1.0}, "momentum"),
+                                           ({"n_negatives": 0}, "n_negatives")])
 def test_bad_hyperparameters_raise_value_error_naming_them(kwargs, word):
     with pytest.raises(ValueError, match=word):
-        CRDLoss(6, 10, 30, **kwargs)
+        CRDLoss(6, 10, 30, cycle_labels(30), **kwargs)
+
+
+def test_nce_loss_with_per_anchor_negatives_matches_eq_18_by_hand():
+    """Each anchor with its own negatives: h = p / (p + N/M), p = e^{score/τ}/Z, computed in plain floats."""
+    a, p = unit(3, 4, seed=20, dtype=torch.float64), unit(3, 4, seed=21, dtype=torch.float64)
+    neg = unit(3, 5, 4, seed=22, dtype=torch.float64)  # anchor i has negatives neg[i, 0..4]
+    tau, m, log_z = 0.2, 40, 1.5
+    noise = 5 / m
+    total = 0.0
+    for i in range(3):
+        def h(u):
+            density = math.exp(sum(float(a[i, k]) * float(u[k]) for k in range(4)) / tau - log_z)
+            return density / (density + noise)
+        total += -math.log(h(p[i])) - sum(math.log(1 - h(neg[i, j])) for j in range(5))
+    loss = nce_loss(a, p, neg, temperature=tau, n_data=m, log_normaliser=log_z)
+    assert loss.item() == pytest.approx(total / 3, rel=1e-12)
+    # other anchors' negatives do not count: a shared bank of all 15 negatives gives a different loss
+    assert nce_loss(a, p, neg.reshape(15, 4), temperature=tau, n_data=m, log_normaliser=log_z).item() \
+        != pytest.approx(total / 3, rel=1e-3)
+    # shared (N, D) negatives are the per-anchor case with the same negatives for every anchor
+    shared = unit(5, 4, seed=23, dtype=torch.float64)
+    torch.testing.assert_close(nce_loss(a, p, shared, temperature=tau, n_data=m, log_normaliser=log_z),
+                               nce_loss(a, p, shared.expand(3, 5, 4), temperature=tau, n_data=m, log_normaliser=log_z))
+
+
+def test_negatives_are_drawn_only_from_other_classes_uniformly_without_replacement():
+    """RepDistiller's CIFAR100InstanceSample: np.random.choice(cls_negative[target], k, replace=k > M_c)."""
+    labels = torch.tensor([7] * 5 + [2] * 12 + [9] * 23)  # uneven classes, labels not 0..C-1
+    n = len(labels)
+    crd = CRDLoss(4, 4, n, labels, embed_dim=4, n_negatives=4)
+    indices = torch.arange(n)
+    torch.manual_seed(0)
+    counts = torch.zeros(n, n)
+    for _ in range(300):
+        negatives = crd.draw_negatives(indices)
+        assert negatives.shape == (n, 4) and negatives.dtype == torch.int64
+        assert (labels[negatives] != labels[:, None]).all()  # never the anchor's class ...
+        assert (negatives != indices[:, None]).all()  # ... so never the anchor (the positive) itself
+        assert all(len(set(row.tolist())) == 4 for row in negatives)  # N ≤ M_c: without replacement
+        counts[indices[:, None], negatives] += 1
+    # every other-class input is drawn, about equally often: 300 · 4 / M_c draws each
+    for i in range(n):
+        other = labels != labels[i]
+        expected = 300 * 4 / int(other.sum())
+        assert counts[i, ~other].sum() == 0
+        assert (counts[i, other] > 0.4 * expected).all() and (counts[i, other] < 1.8 * expected).all()
+
+
+def test_more_negatives_than_other_class_inputs_are_drawn_with_replacement():
+    labels = torch.tensor([0] * 30 + [1] * 4 + [2] * 6)  # M_c = 10, 36 and 34; N = 20
+    crd = CRDLoss(4, 4, 40, labels, embed_dim=4, n_negatives=20)
+    torch.manual_seed(1)
+    negatives = crd.draw_negatives(torch.tensor([0, 29, 30, 35, 39]))
+    assert negatives.shape == (5, 20)
+    assert (labels[negatives] != labels[torch.tensor([0, 29, 30, 35, 39])][:, None]).all()
+    assert set(negatives[0].tolist()) <= set(range(30, 40))  # 20 draws among the 10 inputs of classes 1, 2
+    assert len(set(negatives[2].tolist())) == 20  # 20 ≤ 36: without replacement
+    crd = CRDLoss(4, 4, 40, labels, embed_dim=4, n_negatives=50)  # more than any M_c
+    negatives = crd.draw_negatives(torch.arange(40))
+    assert negatives.shape == (40, 50) and (labels[negatives] != labels[:, None]).all()
+
+
+def test_forward_uses_other_class_negatives_and_matches_eq_18_on_both_sides():
+    """The symmetric loss of a batch equals Eq. (18) computed by hand from the banks, with each anchor's
+    negatives drawn from the other classes and the noise term N/M of the reference code (M = all inputs)."""
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2, 2, 1])
+    torch.manual_seed(4)
+    crd = CRDLoss(3, 5, 12, labels, embed_dim=4, n_negatives=6, temperature=0.5).double()
+    crd.log_normaliser.copy_(torch.tensor([2.0, 3.0], dtype=torch.float64))
+    idx = torch.tensor([4, 9, 0])
+    s_features, t_features = torch.randn(3, 3, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    student_memory, teacher_memory = crd.student_memory.clone(), crd.teacher_memory.clone()
+    torch.manual_seed(9)
+    loss = crd(s_features, t_features, idx)
+    torch.manual_seed(9)
+    negatives = crd.draw_negatives(idx)
+    assert (labels[negatives] != labels[idx][:, None]).all()
+    with torch.no_grad():
+        anchors = (crd.embed_student(s_features), crd.embed_teacher(t_features))
+    total = 0.0
+    for anchor, memory, log_z in ((anchors[0], teacher_memory, 2.0), (anchors[1], student_memory, 3.0)):
+        for i in range(3):
+            def h(row):
+                density = math.exp(float(anchor[i] @ memory[row]) / 0.5 - log_z)
+                return density / (density + 6 / 12)
+            total += (-math.log(h(int(idx[i]))) - sum(math.log(1 - h(int(j))) for j in negatives[i])) / 3
+    assert loss.item() == pytest.approx(total, rel=1e-10)
+
+
+@pytest.mark.parametrize("labels", [
+    torch.arange(29) % 3,  # one short of n_data = 30
+    (torch.arange(30) % 3).reshape(10, 3),
+    (torch.arange(30) % 3).float(),
+    torch.arange(30) % 2 == 0,
+    list(range(30)),
+    torch.full((30,), 4),  # a single class: no input has a negative of another class
+])
+def test_bad_labels_raise_value_error_naming_them(labels):
+    with pytest.raises(ValueError, match="labels"):
+        CRDLoss(6, 10, 30, labels)

@@ -10,21 +10,28 @@ import torch
 from torch.nn import functional as F
 
 from reference_impl.harness import ModelSpec, TrainConfig, build_model, evaluate, load_split, n_params, train
-from reference_impl.harness.bench import paired_comparison
+from reference_impl.harness.train import Validation
 from reference_impl.harness.evaluate import expected_calibration_error
 from reference_impl.harness.teachers import get_teacher
 from reference_impl.harness.train import freeze, predict_logits
 
 
-@pytest.mark.parametrize("name, n_train, n_test, features", [
-    ("digits", 1347, 450, 64), ("mnist1d", 4000, 1000, 40), ("mnist", 4000, 1000, 784)])
-def test_datasets_offline_with_fixed_split(name, n_train, n_test, features):
+@pytest.mark.parametrize("name, n_train, n_val, n_test, features", [
+    ("digits", 1078, 269, 450, 64), ("mnist1d", 4000, 1000, 12000, 40), ("mnist", 3200, 800, 1000, 784)])
+def test_datasets_offline_with_fixed_split(name, n_train, n_val, n_test, features):
     split = load_split(name)
     assert split.x_train.shape == (n_train, features) and split.x_test.shape == (n_test, features)
+    assert split.x_val.shape == (n_val, features) and split.y_val.shape == (n_val,)
     assert split.y_train.dtype == torch.int64 and set(split.y_test.tolist()) == set(range(10))
+    assert set(split.y_val.tolist()) == set(range(10))
     load_split.cache_clear()
     again = load_split(name)
     assert torch.equal(split.x_test, again.x_test) and torch.equal(split.y_train, again.y_train)
+    assert torch.equal(split.x_val, again.x_val)
+    # the three splits share no input
+    train_rows = {tuple(r.tolist()) for r in split.x_train}
+    assert not train_rows & {tuple(r.tolist()) for r in split.x_val}
+    assert not train_rows & {tuple(r.tolist()) for r in split.x_test[:2000]}
 
 
 def test_unknown_dataset_is_a_clear_error():
@@ -35,8 +42,11 @@ def test_unknown_dataset_is_a_clear_error():
 def test_labelled_fraction_is_stratified_and_disjoint():
     full = load_split("mnist1d")
     part = full.with_labelled_fraction(0.03, seed=0)
-    assert len(part.y_train) == 120 and torch.bincount(part.y_train).tolist() == [12] * 10
-    assert len(part.x_unlabelled) == 4000 - 120
+    per_class = torch.bincount(full.y_train).tolist()
+    assert torch.bincount(part.y_train).tolist() == [max(1, round(0.03 * n)) for n in per_class]  # stratified
+    assert len(part.x_unlabelled) == 4000 - len(part.y_train)
+    other = full.with_labelled_fraction(0.03, seed=1)  # the subset is drawn per seed
+    assert not torch.equal(part.x_train, other.x_train)
     rows = {tuple(r.tolist()) for r in part.x_train}
     assert not rows & {tuple(r.tolist()) for r in part.x_unlabelled[:500]}
     assert torch.equal(part.x_train, full.with_labelled_fraction(0.03, seed=0).x_train)
@@ -117,10 +127,32 @@ def test_evaluation_metrics():
     assert expected_calibration_error(F.one_hot((y + 1) % 3, 3).float(), y) == pytest.approx(1.0)
 
 
-def test_paired_comparison_verdicts():
-    assert paired_comparison([0.8, 0.82, 0.81], [0.7, 0.71, 0.70], ("a", "b")).verdict == "held"
-    assert paired_comparison([0.6, 0.61, 0.6], [0.7, 0.71, 0.72], ("a", "b")).verdict == "contradicted"
-    noisy = paired_comparison([0.7, 0.75, 0.68], [0.72, 0.69, 0.71], ("a", "b"))
-    assert noisy.verdict == "inconclusive" and noisy.ci_low < 0 < noisy.ci_high
-    c = paired_comparison([0.8, 0.9, 0.85], [0.7, 0.7, 0.7], ("a", "b"))
-    assert c.mean == pytest.approx(0.15) and 0 < c.p_value < 0.05
+def test_the_epoch_is_chosen_on_validation_and_its_weights_kept():
+    split = load_split("digits")
+    model = build_model(ModelSpec("mlp", hidden=(16,)), split)
+    x, y = split.x_train, split.y_train
+    validation = Validation(model, split.x_val, split.y_val)
+    snapshots = []
+    original_score = validation.score
+
+    def score() -> float:  # record the weights each epoch was scored with
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return original_score()
+
+    validation.score = score
+    train(model, len(y), lambda idx: F.cross_entropy(model(x[idx]), y[idx]), TrainConfig(epochs=12, patience=3),
+          validation=validation)
+    scores = validation.scores
+    assert validation.best_epoch == scores.index(max(scores)) + 1  # the first best (ties: shorter budget)
+    for k, v in model.state_dict().items():  # the model ends with the best epoch's weights
+        assert torch.equal(v, snapshots[validation.best_epoch - 1][k])
+    assert len(scores) == 12 or len(scores) - validation.best_epoch == 3  # ran out, or stopped after patience
+    assert validation.best_score == original_score()
+    with pytest.raises(ValueError, match="validation inputs"):
+        Validation(model, split.x_val, split.y_val[:3])
+
+
+def test_patience_default_scales_with_the_budget():
+    assert TrainConfig(epochs=100).stopping_patience() == 25
+    assert TrainConfig(epochs=20).stopping_patience() == 10
+    assert TrainConfig(epochs=100, patience=5).stopping_patience() == 5

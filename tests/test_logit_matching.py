@@ -95,13 +95,13 @@ def test_student_arm_keeps_teacher_logits_aligned_with_shuffled_batches(monkeypa
     ctx = Context(split, None, z_t, ModelSpec("mlp", hidden=(4,)), TrainConfig(epochs=1), seed=0)
     seen = {}
 
-    def fake_train(student, n, batch_loss, config, desc=""):
+    def fake_train(self, student, n, batch_loss, **kwargs):
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(1))[:7]
         seen["loss"] = float(batch_loss(idx).detach())
         seen["expected"] = float(logit_matching_loss(student(x[idx]), z_t[idx]).detach())
         seen["n"] = n
 
-    monkeypatch.setattr(logit_matching, "train", fake_train)
+    monkeypatch.setattr(Context, "fit", fake_train)
     logit_matching.logit_matching_student(ctx)
     assert seen["n"] == 20
     assert seen["loss"] == pytest.approx(seen["expected"])

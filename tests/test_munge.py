@@ -146,12 +146,12 @@ def test_transfer_set_targets_stay_aligned_with_pseudo_inputs(monkeypatch):
     ctx = Context(split, None, None, ModelSpec("mlp", hidden=(4,)), TrainConfig(epochs=1), seed=0)
     seen = {}
 
-    def fake_train(student, n, batch_loss, config, desc=""):
+    def fake_train(self, student, n, batch_loss, **kwargs):
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(2))[:9]
         seen["n"], seen["loss"] = n, float(batch_loss(idx).detach())
         seen["expected"] = float(soft_target_kl(student(x[idx]), predict_logits(ensemble, x[idx]), 1.0).detach())
 
-    monkeypatch.setattr(munge_module, "train", fake_train)
+    monkeypatch.setattr(Context, "fit", fake_train)
     munge_module.mimic_student(ctx, multiplier=4, p=0.5, s=10.0, ensemble=ensemble)
     assert seen["n"] == 5 * 24
     assert seen["loss"] == pytest.approx(seen["expected"], rel=1e-5)

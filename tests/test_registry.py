@@ -32,7 +32,7 @@ def test_each_module_names_its_concept_which_links_back(built):
         assert built.ask(f"ASK {{ <{iri}> a kdo:Technique }}")
         doc = module.__doc__ or ""
         assert "arXiv" in doc or "doi" in doc.lower(), f"{name}: the docstring must cite its paper"
-        assert module.EXPERIMENTS and all(len(e.seeds) >= 3 for e in module.EXPERIMENTS)
+        assert module.EXPERIMENTS and all(e.max_seeds >= 3 and 0 < e.sesoi for e in module.EXPERIMENTS)
 
 
 def test_unknown_technique_is_a_clear_error():

@@ -42,7 +42,31 @@ def test_arm_summaries_agree_with_per_seed_evaluations(built):
         assert statistics.stdev(values) == pytest.approx(arm["sd"], abs=1e-6)
 
 
-def test_verdict_follows_the_interval(built):
-    for row in built.select("SELECT ?v ?lo ?hi WHERE { ?r kdo:verdict ?v ; kdo:ciLow ?lo ; kdo:ciHigh ?hi }"):
-        expected = "held" if row["lo"] > 0 else ("contradicted" if row["hi"] < 0 else "inconclusive")
-        assert row["v"] == expected
+def test_the_family_file_is_up_to_date_with_the_results(built):
+    """family.ttl's adjusted p-values and verdicts are Holm over the module files as they are now."""
+    from reference_impl.harness.bench import family_size
+    from reference_impl.harness.results import adjust_family, read_claims
+    claims = adjust_family(read_claims(REPO / "results"), family_size())
+    stored = {row["r"]: row for row in built.select("""
+        SELECT ?r ?v ?padj ?peqadj ?m WHERE { ?r a kdo:BenchmarkResult ; kdo:verdict ?v ; kdo:adjustedPValue ?padj ;
+                                              kdo:adjustedEquivalencePValue ?peqadj ; kdo:familySize ?m }""")}
+    assert set(stored) == {c["iri"] for c in claims}, "rerun `kd bench` (or update_family) after changing results"
+    for c in claims:
+        row = stored[c["iri"]]
+        assert row["m"] == family_size()
+        assert row["padj"] == pytest.approx(c["p_adjusted"], abs=1e-6)
+        assert row["peqadj"] == pytest.approx(c["peq_adjusted"], abs=1e-6)
+        assert row["v"] == c["verdict"]
+
+
+def test_verdicts_use_the_adjusted_p_values(built):
+    from reference_impl.harness import stats
+    rows = built.select("""SELECT ?v ?mean ?padj ?peqadj ?p ?lo ?hi WHERE {
+        ?r kdo:verdict ?v ; kdo:meanDifference ?mean ; kdo:adjustedPValue ?padj ; kdo:pValue ?p ;
+           kdo:adjustedEquivalencePValue ?peqadj ; kdo:ciLow ?lo ; kdo:ciHigh ?hi }""")
+    assert rows
+    for row in rows:
+        assert row["v"] == stats.verdict(row["mean"], row["padj"], row["peqadj"])
+        assert row["padj"] >= row["p"] - 1e-9  # adjusting never makes a claim look stronger
+        if row["v"] in ("held", "contradicted"):  # decisive after adjustment, so decisive before
+            assert row["lo"] > 0 or row["hi"] < 0

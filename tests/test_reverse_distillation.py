@@ -11,9 +11,11 @@ from torch.nn import functional as F
 
 from reference_impl.harness import Context, ModelSpec, Split, TrainConfig, build_model, freeze, n_params, predict_logits
 from reference_impl.techniques import reverse_distillation
-from reference_impl.techniques.reverse_distillation import (EXPERIMENTS, designed_distribution, student_taught_by,
-                                                            tfkd_reg_loss)
-from reference_impl.techniques.soft_targets import soft_target_kl
+from reference_impl.techniques.reverse_distillation import (AUTHORS_KL_CLASSES, EXPERIMENTS, REKD_SOFT_WEIGHT,
+                                                            TFKD_REG_SOFT_WEIGHT, designed_distribution,
+                                                            student_taught_by, tfkd_reg_loss,
+                                                            weighted_soft_target_loss)
+from reference_impl.techniques.soft_targets import soft_target_kl, soft_target_loss
 
 
 def logits(*shape, seed=0, scale=3.0):
@@ -109,6 +111,115 @@ def test_minimised_when_the_student_reproduces_the_designed_distribution():
         assert float(tfkd_reg_loss(logits(6, K, seed=4), LABELS, temperature=tau, alpha=1.0)) > 0
 
 
+# ---------------------------------------------------------------- the authors' effective weight
+def authors_kd_loss(z_s, z_t, labels, alpha, tau):
+    """Their loss_kd, written out: nn.KLDivLoss() has reduction "mean", over batch and classes."""
+    kl_mean = F.kl_div(F.log_softmax(z_s / tau, dim=1), F.softmax(z_t / tau, dim=1), reduction="mean")
+    return (1 - alpha) * F.cross_entropy(z_s, labels) + alpha * tau**2 * kl_mean
+
+
+def test_the_authors_constants_give_the_weights_derived_in_the_docstring():
+    assert AUTHORS_KL_CLASSES == 100
+    assert REKD_SOFT_WEIGHT == pytest.approx(0.01)
+    assert TFKD_REG_SOFT_WEIGHT == pytest.approx(1.0)
+    assert 0.6 * 20.0**2 * REKD_SOFT_WEIGHT == pytest.approx(2.4)  # α τ² / 100 on KL_batchmean
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # the authors' reduction, on purpose
+@pytest.mark.parametrize("alpha, tau, seed", [(0.6, 20.0, 10), (1.0, 20.0, 11), (0.6, 4.0, 12), (0.3, 1.0, 13)])
+def test_rekd_loss_at_100_classes_is_the_authors_mean_reduced_kd_loss(alpha, tau, seed):
+    """(1−α)CE + α·τ²·KL_batchmean/100 = the authors' (1−α)CE + α·τ²·KL_mean at K = 100, value and
+    gradient; the weighted soft term alone is α·τ²·F.kl_div(..., reduction="mean")."""
+    n_classes, batch = AUTHORS_KL_CLASSES, 16
+    z1 = logits(batch, n_classes, seed=seed).requires_grad_()
+    z2 = z1.detach().clone().requires_grad_()
+    z_t = logits(batch, n_classes, seed=seed + 100)
+    y = torch.randint(0, n_classes, (batch,), generator=torch.Generator().manual_seed(seed))
+    ours = weighted_soft_target_loss(z1, z_t, y, temperature=tau, alpha=alpha)
+    theirs = authors_kd_loss(z2, z_t, y, alpha, tau)
+    torch.testing.assert_close(ours, theirs)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(z1.grad, z2.grad)
+    # the soft term alone: the loss less its (1 − α)·CE
+    z = z1.detach()
+    soft = weighted_soft_target_loss(z, z_t, y, temperature=tau, alpha=alpha) - (1 - alpha) * F.cross_entropy(z, y)
+    log_p_s, p_t = F.log_softmax(z / tau, 1), F.softmax(z_t / tau, 1)
+    kl_mean = F.kl_div(log_p_s, p_t, reduction="mean")
+    # "mean" is the elementwise mean over batch · classes (guards against a change of F.kl_div's "mean")
+    torch.testing.assert_close(kl_mean, (p_t * (p_t.log() - log_p_s)).sum() / (batch * n_classes))
+    torch.testing.assert_close(soft, alpha * tau**2 * kl_mean)
+    torch.testing.assert_close(soft, alpha * soft_target_kl(z, z_t, tau) / 100)
+
+
+def test_soft_weight_is_a_separate_multiplier_on_the_correct_kl():
+    """soft_weight = 1 gives soft_targets.soft_target_loss; any weight scales only the soft term."""
+    z, z_t = logits(6, K, seed=20), logits(6, K, seed=21)
+    torch.testing.assert_close(weighted_soft_target_loss(z, z_t, LABELS, temperature=4.0, alpha=0.7, soft_weight=1.0),
+                               soft_target_loss(z, z_t, LABELS, temperature=4.0, alpha=0.7))
+    hard, kl = F.cross_entropy(z, LABELS), soft_target_kl(z, z_t, 4.0)
+    for w in (0.01, 0.5, 3.0):
+        torch.testing.assert_close(weighted_soft_target_loss(z, z_t, LABELS, temperature=4.0, alpha=0.7, soft_weight=w),
+                                   0.3 * hard + 0.7 * w * kl)
+    designed_kl = soft_target_kl(z, designed_distribution(LABELS, K).log(), 20.0)
+    torch.testing.assert_close(tfkd_reg_loss(z, LABELS, alpha=0.4, soft_weight=0.25),
+                               0.6 * hard + 0.4 * 0.25 * designed_kl)
+
+
+def record_training(monkeypatch, record):
+    """Replace training, whether the arms call the harness's `train` or `Context.fit`, by `record`."""
+    def fake_train(model, *args, **kwargs):
+        record(model, next(a for a in (*args, *kwargs.values()) if callable(a) and not isinstance(a, torch.nn.Module)))
+        return []
+
+    monkeypatch.setattr(reverse_distillation, "train", fake_train, raising=False)
+    monkeypatch.setattr(Context, "fit", lambda self, model, *args, **kwargs: fake_train(model, *args, **kwargs),
+                        raising=False)
+
+
+def captured_batch_loss(monkeypatch, arm_fn, ctx):
+    """Run an arm with training replaced by a recorder; return its student and the batch loss it built."""
+    seen = {}
+    record_training(monkeypatch, lambda model, batch_loss: seen.update(model=model, batch_loss=batch_loss))
+    arm_fn(ctx)
+    model = seen["model"]
+    return (model[0] if isinstance(model, list) else model), seen["batch_loss"]
+
+
+def test_the_re_kd_and_de_kd_arms_train_on_the_authors_effective_weight(tmp_path, monkeypatch):
+    """The arms' batch loss is (1−α)CE + α·τ²·KL_batchmean/100 at α = 0.6, τ = 20, computed independently."""
+    ctx = tiny_context(tmp_path, monkeypatch)
+    monkeypatch.setattr(reverse_distillation, "TEACHER", ModelSpec("mlp", hidden=(16,)))
+    x, y = ctx.split.x_train, ctx.split.y_train
+    idx = torch.tensor([0, 3, 7, 12, 25, 39])
+    for arm in EXPERIMENTS[0].arms[1:]:
+        assert "1/100" in arm.label
+        student, batch_loss = captured_batch_loss(monkeypatch, arm.train, ctx)
+        teacher = ctx.teacher if arm.key == "reverse" else reverse_distillation.defective_teacher(ctx)
+        with torch.no_grad():
+            z_s, z_t = student(x[idx]), predict_logits(teacher, x)[idx]
+            p_t = F.softmax(z_t / 20, 1)
+            kl_batchmean = (p_t * (p_t.log() - F.log_softmax(z_s / 20, 1))).sum(1).mean()
+            expected = 0.4 * F.cross_entropy(z_s, y[idx]) + 0.6 * 400 * kl_batchmean / 100
+            torch.testing.assert_close(batch_loss(idx), expected)
+            # not the earlier, 100 times stronger soft term
+            assert not torch.allclose(batch_loss(idx), 0.4 * F.cross_entropy(z_s, y[idx]) + 0.6 * 400 * kl_batchmean)
+
+
+def test_the_tfkd_reg_arm_trains_on_unit_soft_weight(tmp_path, monkeypatch):
+    """Tf-KD_reg: the authors' multiplier 100 cancels their mean over 100 classes, so the weight is 1."""
+    ctx = tiny_context(tmp_path, monkeypatch)
+    x, y = ctx.split.x_train, ctx.split.y_train
+    idx = torch.tensor([1, 2, 5, 30])
+    student, batch_loss = captured_batch_loss(monkeypatch, EXPERIMENTS[1].arms[1].train, ctx)
+    with torch.no_grad():
+        z = student(x[idx])
+        p_d = designed_distribution(y[idx], ctx.split.n_classes, 0.99)
+        p_d_tau = F.softmax(p_d.log() / 20, 1)
+        kl = (p_d_tau * (p_d_tau.log() - F.log_softmax(z / 20, 1))).sum(1).mean()
+        torch.testing.assert_close(batch_loss(idx), 0.9 * F.cross_entropy(z, y[idx]) + 0.1 * 400 * kl)
+
+
 def tiny_context(tmp_path, monkeypatch) -> Context:
     monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path))
     g = torch.Generator().manual_seed(0)
@@ -153,6 +264,31 @@ def test_the_experiments_teach_a_larger_student_with_a_smaller_teacher():
 def test_bad_hyperparameters_raise_value_error_naming_them(kwargs, word):
     with pytest.raises(ValueError, match=word):
         tfkd_reg_loss(logits(2, 3), torch.tensor([0, 1]), **kwargs)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.01, float("nan"), float("inf"), True, False, "0.01", None])
+def test_bad_soft_weight_raises_value_error_naming_it(bad, tmp_path, monkeypatch):
+    z, z_t = logits(2, 3), logits(2, 3, seed=1)
+    labels = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="soft_weight"):
+        weighted_soft_target_loss(z, z_t, labels, soft_weight=bad)
+    with pytest.raises(ValueError, match="soft_weight"):
+        tfkd_reg_loss(z, labels, soft_weight=bad)
+    ctx = tiny_context(tmp_path, monkeypatch)
+    record_training(monkeypatch, lambda *a: pytest.fail("trained with a bad soft_weight"))
+    with pytest.raises(ValueError, match="soft_weight"):
+        student_taught_by(ctx.teacher, ctx, soft_weight=bad)
+    with pytest.raises(ValueError, match="soft_weight"):
+        reverse_distillation.tfkd_reg_student(ctx, soft_weight=bad)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"alpha": 1.5}, "alpha"), ({"alpha": float("nan")}, "alpha"), ({"alpha": True}, "alpha"),
+    ({"temperature": 0.0}, "temperature"),
+])
+def test_weighted_soft_target_loss_rejects_bad_alpha_and_temperature(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        weighted_soft_target_loss(logits(2, 3), logits(2, 3, seed=1), torch.tensor([0, 1]), **kwargs)
 
 
 def test_bad_tensors_raise_value_error_naming_them():

@@ -115,6 +115,6 @@ def test_sizes_out_of_order_raise_value_error_naming_the_model(assistants, stude
     ({"temperature": float("nan")}, "temperature"), ({"alpha": 1.2}, "alpha"), ({"alpha": -0.5}, "alpha"),
 ])
 def test_bad_hyperparameters_raise_before_any_training(kwargs, word, monkeypatch):
-    monkeypatch.setattr(teacher_assistant, "train", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(Context, "fit", lambda *a, **k: pytest.fail("trained before checking"))
     with pytest.raises(ValueError, match=word):
         assistant_chain(tiny_context(), (MID,), **kwargs)

@@ -21,11 +21,14 @@ CASES = [(name, e.key) for name in registry.technique_names() for e in registry.
 def test_every_experiment_runs_end_to_end(name, key):
     experiment = next(e for e in registry.load(name).EXPERIMENTS if e.key == key)
     short = replace(experiment, student_config=replace(experiment.student_config, epochs=2))
-    result = run_experiment(short, seeds=(0,), log=lambda s: None)
+    lines: list[str] = []
+    result = run_experiment(short, seeds=(0,), log=lines.append)
     assert {a.key for a in result.arms} == {a.key for a in experiment.arms}
     for arm in result.arms:
         assert 0.0 <= arm.mean() <= 1.0
-    assert result.comparison is not None
+        assert all(1 <= e <= 2 for e in arm.chosen_epochs[0])  # chosen on validation, within the budget
+    assert result.test is None  # one seed: no verdict
+    assert len(lines) == len(experiment.arms) and lines[-1].endswith("about 0 s left]")
 
 
 @pytest.mark.slow
@@ -36,3 +39,5 @@ def test_kd_run_prints_its_teaching_table(name):
                          timeout=900, env={**os.environ, "KD_QUIET": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "teacher" in out.stdout and "baseline" in out.stdout
+    assert "stored benchmark" in out.stdout and "columns:" in out.stdout
+    assert "arm 1/" in out.stderr  # progress, one line per arm, readable when piped

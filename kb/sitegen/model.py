@@ -215,6 +215,16 @@ class Result:
     verdict: str
     arms: list[Arm]
     run: dict[str, str]
+    sesoi: float | None = None
+    sesoi_reason: str = ""
+    equivalence_p_value: float | None = None
+    adjusted_p_value: float | None = None
+    adjusted_equivalence_p_value: float | None = None
+    family_size: int | None = None
+    seed_plan: str = ""
+    minimal_detectable_effect: float | None = None
+    selection: str = ""
+    epoch_selection: str = ""
 
     @property
     def held(self) -> bool:
@@ -581,6 +591,13 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
             ci_low=float(_first(v, KDO + "ciLow", 0.0)), ci_high=float(_first(v, KDO + "ciHigh", 0.0)),
             p_value=_float(_first(v, KDO + "pValue", None)), verdict=str(_first(v, KDO + "verdict", "inconclusive")),
             arms=arms, run=run,
+            sesoi=_float(_first(v, KDO + "sesoi", None)), sesoi_reason=_first(v, KDO + "sesoiReason") or "",
+            equivalence_p_value=_float(_first(v, KDO + "equivalencePValue", None)),
+            adjusted_p_value=_float(_first(v, KDO + "adjustedPValue", None)),
+            adjusted_equivalence_p_value=_float(_first(v, KDO + "adjustedEquivalencePValue", None)),
+            family_size=_int(_first(v, KDO + "familySize", None)), seed_plan=_first(v, KDO + "seedPlan") or "",
+            minimal_detectable_effect=_float(_first(v, KDO + "minimalDetectableEffect", None)),
+            selection=_first(v, KDO + "selectionProcedure") or "", epoch_selection=_first(v, KDO + "epochSelection") or "",
         )
     return dict(sorted(out.items(), key=lambda kv: kv[1].key))
 

@@ -33,6 +33,7 @@ from ..formats import serialize_rdf
 from ..namespaces import BASE, KD, PREFIXES, compact
 from ..store import KnowledgeBase
 from . import code as codemod
+from .forest import forest_svg
 from .model import FACT_KINDS, ROLES, Model, Result, local
 
 RDF_FORMATS = {  # extension: (label, pyoxigraph format, media type)
@@ -297,6 +298,29 @@ class SiteWriter:
             shutil.copyfile(source, target)
         return f"results/{source.name}"
 
+    def category_forest(self, iri: str) -> str:
+        """The forest plot of the results of every technique below a category (empty if none)."""
+        m, found, todo = self.m, set(), list(self.m.concepts[iri].children)
+        while todo:
+            child = todo.pop()
+            if child not in found and child in m.concepts:
+                found.add(child)
+                todo.extend(m.concepts[child].children)
+        results = [m.results[r] for c in sorted(found) for r in m.concepts[c].results]
+        return forest_svg(results, m.labels)
+
+    def copy_forest(self, results: list[Result]) -> str | None:
+        """The forest plot of every claim (results/forest.png, beside the results' own plots)."""
+        for result in results:
+            if result.plot:
+                source = (self.root / result.plot).resolve().parent / "forest.png"
+                if source.is_file():
+                    target = self.docs / "results" / source.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+                    return f"results/{source.name}"
+        return None
+
     def describe(self, iri: str) -> list[ox.Triple]:
         query = f"""CONSTRUCT {{ <{iri}> ?p ?o . ?b ?p2 ?o2 }} WHERE {{
             {{ <{iri}> ?p ?o }} UNION
@@ -365,6 +389,7 @@ class SiteWriter:
         self.docs.mkdir(parents=True, exist_ok=True)
         results = list(m.results.values())
         plots = {r.iri: self.copy_plot(r) for r in results}
+        forest = self.copy_forest(results)
         queries = self.load_queries()
         for q in queries:
             self.run_query(q)
@@ -381,12 +406,14 @@ class SiteWriter:
             impls = [(m.implementations[i], self.source_of(i)) for i in c.implementations if i in m.implementations]
             self.render("concept.md.j2", f"concepts/{c.name}.md", c=c, rdf=rdf, RDF_FORMATS=RDF_FORMATS,
                         diagram=self.neighbourhood(c.iri), implementations=impls,
-                        results=[m.results[r] for r in c.results], plots=plots)
+                        results=[m.results[r] for r in c.results], plots=plots,
+                        category_forest=self.category_forest(c.iri))
         self.render("papers.md.j2", "papers/index.md")
         for p in m.papers.values():
             rdf = self.write_rdf(p.iri, "papers")
             self.render("paper.md.j2", f"papers/{p.key}.md", p=p, rdf=rdf, RDF_FORMATS=RDF_FORMATS)
-        self.render("results.md.j2", "results/index.md", results=results, plots=plots)
+        self.render("results.md.j2", "results/index.md", results=results, plots=plots, forest=forest,
+                    forest_svg=forest_svg(results, m.labels))
         self.render("cookbook.md.j2", "cookbook/index.md", queries=queries)
         self.render("facts.md.j2", "facts/index.md")
         self.render("sources.md.j2", "sources/index.md")

@@ -5,18 +5,26 @@ A technique module declares:
     CONCEPT = "SoftTargetDistillation"          # its concept in the ontology (kd:...)
     EXPERIMENTS = [Experiment(...)]              # each tests one claim of the paper
 
-An Experiment names the dataset and labelled fraction, the teacher and student, and its
-arms: functions from a Context to a trained student. The first arm is the baseline (the
-same student trained without distillation on the same data and budget). The claim names
-the arm it is about and the arm it must beat.
+An Experiment names the dataset and labelled fraction, the teacher and student, its arms
+(functions from a Context to a trained student; the first is the baseline) and, before it
+first runs, its smallest effect size of interest (SESOI, default 1 accuracy point).
 
-`kd bench` runs every arm on every seed (paired: the same seed gives the same student
-initialisation and batch order in every arm), reports mean ± sd, the paired difference
-with a 95% t-interval and a paired t-test, and a verdict:
+The method (`kd bench`; the statistics are in stats.py):
 
-    held          the interval lies above 0 (the claimed arm is better)
-    contradicted  the interval lies below 0
-    inconclusive  the interval contains 0
+1. **Plan.** Three pilot seeds (1000-1002, exploratory, never reported) of the claim's two
+   arms give the spread of the paired difference; the seeds reported are the fewest that
+   give 80% power at the SESOI at Holm's strictest level, at least 5 and at most the
+   experiment's `max_seeds` (the CPU budget).
+2. **Run.** Every arm on every seed, paired: a seed fixes the student's initialisation, the
+   batch order and (below 100% labelled) which training examples keep their labels. Every
+   arm's epoch is chosen on the validation split (`Context.fit`), never on the test split.
+   The teacher is shared by all seeds: trained once on the full training split, it is the
+   fixed object of the claim ("this teacher's knowledge helps this student"), and a
+   teacher per seed would multiply the cost by the seeds for a variance the claim is not about.
+3. **Test.** The paired difference's 95% interval, a paired t-test and an equivalence test
+   (TOST at ±SESOI); p-values are adjusted over the family of all claims (Holm) when the
+   results are written, and the verdict (held, contradicted, no practical effect,
+   inconclusive) uses the adjusted ones.
 """
 
 from __future__ import annotations
@@ -33,12 +41,18 @@ from types import ModuleType
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
+from . import stats
 from .data import Split, load_split
 from .evaluate import Evaluation, evaluate
 from .models import ModelSpec, build_model, n_params
-from .teachers import get_teacher, train_supervised
-from .train import TrainConfig, predict_logits, seed_everything
+from .teachers import get_teacher
+from .train import TrainConfig, Validation, predict_logits, seed_everything, train
+
+PILOT_SEEDS = (1000, 1001, 1002)  # exploratory: they plan the seeds and are never reported
+MIN_REPORTED_SEEDS = 5
+DEFAULT_SESOI = 0.01  # one accuracy point
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,8 @@ class Context:
     student_spec: ModelSpec
     config: TrainConfig
     seed: int
+    progress: str = ""  # e.g. "arm 2/3": shown in front of the training bar
+    chosen_epochs: list[int] = field(default_factory=list)  # one per fit, chosen on validation
 
     @cached_property
     def teacher_train_features(self) -> Tensor:
@@ -72,6 +88,20 @@ class Context:
         seed_everything(self.seed)
         return build_model(spec or self.student_spec, self.split)
 
+    def fit(self, modules: nn.Module | list[nn.Module], n_samples: int, batch_loss: Callable[[Tensor], Tensor], *,
+            desc: str, deployed: nn.Module | None = None, config: TrainConfig | None = None) -> list[float]:
+        """`train` with the epoch chosen on the validation split: `deployed` (default: the first
+        module) is scored after every epoch and the best epoch's weights are kept."""
+        modules = modules if isinstance(modules, list) else [modules]
+        validation = None
+        if self.split.x_val is not None:
+            validation = Validation(deployed or modules[0], self.split.x_val, self.split.y_val)
+        label = f"{self.progress} {desc}" if self.progress else desc
+        history = train(modules, n_samples, batch_loss, config or self.config, label, validation=validation)
+        if validation is not None:
+            self.chosen_epochs.append(validation.best_epoch)
+        return history
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -82,7 +112,10 @@ class Arm:
 
 def scratch_student(ctx: Context) -> nn.Module:
     """The baseline: the same student, cross-entropy on the hard labels, same data and budget."""
-    return train_supervised(ctx.new_student(), ctx.split, ctx.config, desc="student (hard labels)")
+    student = ctx.new_student()
+    x, y = ctx.split.x_train, ctx.split.y_train
+    ctx.fit(student, len(y), lambda idx: F.cross_entropy(student(x[idx]), y[idx]), desc="student (hard labels)")
+    return student
 
 
 BASELINE = Arm("baseline", "student trained on hard labels", scratch_student)
@@ -99,9 +132,24 @@ class Experiment:
     arms: tuple[Arm, ...]
     labelled_fraction: float = 1.0  # of the training set the student may see with labels
     teacher_config: TrainConfig = TrainConfig(epochs=40)
-    student_config: TrainConfig = TrainConfig(epochs=100)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    student_config: TrainConfig = TrainConfig(epochs=100)  # epochs: the largest budget (chosen on validation)
+    sesoi: float = DEFAULT_SESOI  # smallest effect size of interest, accuracy; fixed before the first run
+    sesoi_reason: str = ""  # why, when larger than the default (never widened after seeing results)
+    max_seeds: int = 8  # the CPU budget: every benchmark of the project in about an hour on a 2-core CPU
+    selection: str = ""  # how settings the project chose (not the paper) were chosen on validation
     notes: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sesoi < 1:
+            raise ValueError(f"{self.key}: sesoi must be an accuracy difference in (0, 1), got {self.sesoi!r}")
+        if self.sesoi > DEFAULT_SESOI and not self.sesoi_reason.strip():
+            raise ValueError(f"{self.key}: a SESOI above {DEFAULT_SESOI:g} needs a reason (sesoi_reason)")
+        if self.max_seeds < stats.MIN_SEEDS:
+            raise ValueError(f"{self.key}: max_seeds must be at least {stats.MIN_SEEDS}, got {self.max_seeds}")
+        keys = [a.key for a in self.arms]
+        for role, key in (("treatment", self.claim.treatment), ("reference", self.claim.reference)):
+            if key not in keys:
+                raise ValueError(f"{self.key}: the claim's {role} arm {key!r} is not among the arms {keys}")
 
     def arm(self, key: str) -> Arm:
         return next(a for a in self.arms if a.key == key)
@@ -113,6 +161,7 @@ class ArmResult:
     label: str
     evaluations: list[Evaluation]
     seconds: float
+    chosen_epochs: list[list[int]] = field(default_factory=list)  # per seed: the epoch(s) chosen on validation
 
     @property
     def accuracies(self) -> list[float]:
@@ -127,17 +176,22 @@ class ArmResult:
         return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-@dataclass
-class Comparison:
-    treatment: str
-    reference: str
-    differences: list[float]
-    mean: float
-    sd: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    verdict: str
+@dataclass(frozen=True)
+class SeedPlan:
+    """How the number of reported seeds was chosen (stored in the result's provenance)."""
+    pilot_seeds: tuple[int, ...]
+    pilot_sd: float  # sd of the pilot's paired differences
+    needed: int  # seeds for 80% power at the SESOI (at Holm's strictest level), uncapped
+    cap: int  # the experiment's max_seeds
+    seeds: int  # what was run: min(max(needed, MIN_REPORTED_SEEDS), cap)
+    family_size: int
+
+    @property
+    def text(self) -> str:
+        capped = f", capped at {self.cap} by the CPU budget" if self.needed > self.cap else ""
+        return (f"{self.seeds} seeds: the pilot (seeds {', '.join(map(str, self.pilot_seeds))}, not reported) "
+                f"gave a paired-difference sd of {self.pilot_sd * 100:.2f} points, so 80% power at the SESOI "
+                f"(two-sided, α = 0.05/{self.family_size}) needs {self.needed}{capped}")
 
 
 @dataclass
@@ -146,98 +200,157 @@ class ExperimentResult:
     seeds: list[int]
     teacher: Evaluation
     arms: list[ArmResult]
-    comparison: Comparison
+    test: stats.PairedTest | None  # None with fewer than 3 seeds (a teaching run)
     started: float
     ended: float
+    plan: SeedPlan | None = None
     extra: dict = field(default_factory=dict)
 
     def arm(self, key: str) -> ArmResult:
         return next(a for a in self.arms if a.key == key)
 
+    @property
+    def unadjusted_verdict(self) -> str | None:
+        """The verdict as if this claim were alone (the stored verdict adjusts over the family)."""
+        t = self.test
+        return None if t is None else stats.verdict(t.mean, t.p_value, t.equivalence_p_value)
 
-def paired_comparison(treatment: list[float], reference: list[float], names: tuple[str, str]) -> Comparison:
-    from scipy import stats
-    d = np.asarray(treatment) - np.asarray(reference)
-    n = len(d)
-    mean = float(d.mean())
-    sd = float(d.std(ddof=1)) if n > 1 else 0.0
-    if n < 2:
-        low = high = mean
-        p = float("nan")
-    elif sd == 0:
-        low = high = mean
-        p = 0.0 if mean != 0 else 1.0
-    else:
-        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-        low, high = mean - half, mean + half
-        p = float(stats.ttest_rel(treatment, reference).pvalue)
-    verdict = "held" if low > 0 else ("contradicted" if high < 0 else "inconclusive")
-    return Comparison(names[0], names[1], d.tolist(), mean, sd, low, high, p, verdict)
+    def minimal_detectable_effect(self, family_size: int) -> float:
+        return stats.minimal_detectable_effect(self.test.n, self.test.sd, family_size=family_size)
 
 
 def prepare(experiment: Experiment) -> tuple[Split, nn.Module, Evaluation]:
-    """The split the student sees and the frozen teacher (trained on the full training set)."""
+    """The full split and the frozen teacher (trained on the whole training split)."""
     full = load_split(experiment.dataset)
     teacher = get_teacher(full, experiment.teacher, experiment.teacher_config)
-    split = full if experiment.labelled_fraction >= 1 else full.with_labelled_fraction(experiment.labelled_fraction)
-    teacher_eval = evaluate(teacher, split.x_test, split.y_test)
-    return split, teacher, teacher_eval
+    return full, teacher, evaluate(teacher, full.x_test, full.y_test)
+
+
+def student_split(full: Split, experiment: Experiment, seed: int) -> Split:
+    """What the student sees on this seed: below 100% labelled, which examples keep their
+    labels is drawn per seed, so the subset's luck is part of the measured spread."""
+    if experiment.labelled_fraction >= 1:
+        return full
+    return full.with_labelled_fraction(experiment.labelled_fraction, seed=seed)
 
 
 def run_experiment(experiment: Experiment, seeds: tuple[int, ...] | None = None,
-                   arms: tuple[str, ...] | None = None, log: Callable[[str], None] = print) -> ExperimentResult:
+                   arms: tuple[str, ...] | None = None, log: Callable[[str], None] = print,
+                   config: TrainConfig | None = None) -> ExperimentResult:
+    """Every chosen arm on every seed. `log` gets one line per arm and seed, with the elapsed
+    time and an estimate of what is left (readable when the output is not a terminal)."""
     started = time.time()
-    seeds = tuple(seeds or experiment.seeds)
-    split, teacher, teacher_eval = prepare(experiment)
-    teacher_train_logits = predict_logits(teacher, split.x_train)
-    teacher_test_logits = predict_logits(teacher, split.x_test)
+    seeds = tuple(seeds if seeds is not None else range(MIN_REPORTED_SEEDS))
+    if not seeds:
+        raise ValueError("run_experiment needs at least one seed")
+    full, teacher, teacher_eval = prepare(experiment)
+    teacher_test_logits = predict_logits(teacher, full.x_test)
     chosen = [a for a in experiment.arms if arms is None or a.key in arms]
     results = {a.key: ArmResult(a.key, a.label, [], 0.0) for a in chosen}
+    steps, done = len(seeds) * len(chosen), 0
+    clock = time.perf_counter()
     for seed in seeds:
-        ctx = Context(split, teacher, teacher_train_logits, experiment.student,
-                      replace(experiment.student_config, seed=seed), seed)
-        for arm in chosen:
+        split = student_split(full, experiment, seed)
+        ctx = Context(split, teacher, predict_logits(teacher, split.x_train), experiment.student,
+                      replace(config or experiment.student_config, seed=seed), seed)
+        for i, arm in enumerate(chosen, 1):
+            ctx.progress, ctx.chosen_epochs = f"arm {i}/{len(chosen)}", []
             t0 = time.perf_counter()
             student = arm.train(ctx)
             results[arm.key].seconds += time.perf_counter() - t0
-            evaluation = evaluate(student, split.x_test, split.y_test, teacher_logits=teacher_test_logits)
+            results[arm.key].chosen_epochs.append(list(ctx.chosen_epochs))
+            evaluation = evaluate(student, full.x_test, full.y_test, teacher_logits=teacher_test_logits)
             results[arm.key].evaluations.append(evaluation)
-            log(f"  seed {seed}  {arm.key:<14} accuracy {evaluation.accuracy:.4f}")
+            done += 1
+            elapsed = time.perf_counter() - clock
+            log(f"  seed {seed}  arm {i}/{len(chosen)} {arm.key:<14} accuracy {evaluation.accuracy:.4f}  "
+                f"epoch {'/'.join(map(str, ctx.chosen_epochs)) or '-'}  "
+                f"[{done}/{steps}, {elapsed:.0f} s, about {elapsed / done * (steps - done):.0f} s left]")
     claim = experiment.claim
-    comparison = (paired_comparison(results[claim.treatment].accuracies, results[claim.reference].accuracies,
-                                    (claim.treatment, claim.reference))
-                  if claim.treatment in results and claim.reference in results else None)
-    return ExperimentResult(experiment, list(seeds), teacher_eval, list(results.values()), comparison,
+    test = None
+    if len(seeds) >= stats.MIN_SEEDS and claim.treatment in results and claim.reference in results:
+        test = stats.paired_test(results[claim.treatment].accuracies, results[claim.reference].accuracies,
+                                 sesoi=experiment.sesoi)
+    return ExperimentResult(experiment, list(seeds), teacher_eval, list(results.values()), test,
                             started, time.time())
 
 
+def validation_scores(experiment: Experiment, arm: Arm, seeds: tuple[int, ...] = PILOT_SEEDS) -> list[float]:
+    """The arm's accuracy on the validation split, per seed: for choosing a setting the paper
+    does not fix (never the test split; the pilot seeds, never the reported ones)."""
+    full, teacher, _ = prepare(experiment)
+    scores = []
+    for seed in seeds:
+        split = student_split(full, experiment, seed)
+        ctx = Context(split, teacher, predict_logits(teacher, split.x_train), experiment.student,
+                      replace(experiment.student_config, seed=seed), seed)
+        scores.append(evaluate(arm.train(ctx), full.x_val, full.y_val).accuracy)
+    return scores
+
+
+def family_size() -> int:
+    """How many claims the project tests: the family its p-values are adjusted over."""
+    from reference_impl import registry
+    return sum(len(registry.load(name).EXPERIMENTS) for name in registry.technique_names())
+
+
+def plan_seeds(experiment: Experiment, *, family: int, log: Callable[[str], None] = print) -> SeedPlan:
+    """Run the pilot seeds on the claim's two arms and size the real run from their spread."""
+    claim = experiment.claim
+    pilot = run_experiment(experiment, PILOT_SEEDS, arms=(claim.treatment, claim.reference),
+                           log=lambda line: log("  pilot" + line))
+    sd = pilot.test.sd
+    needed = stats.seeds_needed(sd, experiment.sesoi, family_size=family, cap=200)
+    floor = min(MIN_REPORTED_SEEDS, experiment.max_seeds)
+    return SeedPlan(PILOT_SEEDS, sd, needed, experiment.max_seeds, min(max(needed, floor), experiment.max_seeds),
+                    family)
+
+
 # ---------------------------------------------------------------- presentation
+COLUMNS = ("columns: test accuracy is mean ± sd over seeds on the held-out test split; agree w/ teacher is the "
+           "fraction of test inputs where the student's top class is the teacher's; ECE is the expected "
+           "calibration error (15 confidence bins; 0 = confidence matches accuracy); epoch is the one chosen "
+           "on the validation split.")
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
+def _points(value: float) -> str:
+    return f"{value * 100:+.2f}"
+
+
 def summary(result: ExperimentResult) -> str:
     e = result.experiment
     n = len(result.seeds)
-    rows = [["teacher", e.teacher.describe(), f"{result.teacher.n_params:,}", f"{result.teacher.accuracy:.4f}", "", ""]]
+    rows = [["teacher", e.teacher.describe(), f"{result.teacher.n_params:,}", f"{result.teacher.accuracy:.4f}",
+             "", "", ""]]
     for arm in result.arms:
         acc = f"{arm.mean():.4f}" + (f" ± {arm.sd():.4f}" if n > 1 else "")
+        epochs = [e for per_seed in arm.chosen_epochs for e in per_seed[-1:]]
         rows.append([arm.key, arm.label, f"{arm.evaluations[0].n_params:,}", acc,
-                     f"{arm.mean('teacher_agreement'):.3f}", f"{arm.mean('ece'):.3f}"])
+                     f"{arm.mean('teacher_agreement'):.3f}", f"{arm.mean('ece'):.3f}",
+                     f"{np.mean(epochs):.0f}" if epochs else "-"])
     text = [f"{e.title}  [{e.dataset}, labelled fraction {e.labelled_fraction:g}, seeds {result.seeds}]",
-            _table(["", "model", "params", "test accuracy", "agree w/ teacher", "ECE"], rows)]
-    c = result.comparison
-    if c is not None:
-        text.append(f"claim: {e.claim.text} ({e.claim.source})")
-        if n > 1:
-            text.append(f"{c.treatment} - {c.reference}: {c.mean * 100:+.2f} points "
-                        f"(95% CI {c.ci_low * 100:+.2f} to {c.ci_high * 100:+.2f}, paired t-test p = {c.p_value:.3g}) "
-                        f"-> {c.verdict}")
-        else:
-            text.append(f"{c.treatment} - {c.reference}: {c.mean * 100:+.2f} points on one seed "
-                        f"(run `kd bench` for seeds, spread and a verdict)")
+            _table(["", "model", "params", "test accuracy", "agree w/ teacher", "ECE", "epoch"], rows)]
+    claim = e.claim
+    text.append(f"claim: {claim.text} ({claim.source})")
+    if result.test is not None:
+        t = result.test
+        text.append(f"{claim.treatment} - {claim.reference}: {_points(t.mean)} ± {t.sd * 100:.2f} points "
+                    f"(95% CI {_points(t.ci_low)} to {_points(t.ci_high)}; paired t-test p = {t.p_value:.3g}; "
+                    f"equivalence within ±{e.sesoi * 100:g} points p = {t.equivalence_p_value:.3g}) "
+                    f"-> {result.unadjusted_verdict} before adjusting over the family of claims")
+        if result.plan is not None:
+            text.append(f"seeds: {result.plan.text}; minimal detectable effect "
+                        f"{result.minimal_detectable_effect(result.plan.family_size) * 100:.2f} points")
+    elif claim.treatment in {a.key for a in result.arms} and claim.reference in {a.key for a in result.arms}:
+        d = result.arm(claim.treatment).mean() - result.arm(claim.reference).mean()
+        text.append(f"{claim.treatment} - {claim.reference}: {_points(d)} points on {n} seed"
+                    f"{'s' if n > 1 else ''}: no verdict from fewer than {stats.MIN_SEEDS} seeds")
     return "\n".join(text)
 
 
@@ -253,26 +366,48 @@ def find_experiment(module: ModuleType, key: str | None) -> Experiment:
                      + ", ".join(x.key for x in experiments))
 
 
-def quick_run(module: ModuleType, experiment_key: str | None = None) -> ExperimentResult:
-    """The teaching run: one seed of one experiment, printed as a small table."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def quick_run(module: ModuleType, experiment_key: str | None = None, *, seed: int = 0,
+              epochs: int | None = None) -> ExperimentResult:
+    """The teaching run: one seed of one experiment, printed beside the stored benchmark result."""
+    from .results import stored_result_text
     experiment = find_experiment(module, experiment_key)
+    config = replace(experiment.student_config, epochs=epochs) if epochs else None
     t0 = time.perf_counter()
-    result = run_experiment(experiment, seeds=(0,), log=lambda s: None)
+    result = run_experiment(experiment, seeds=(seed,), log=_stderr, config=config)
     print(summary(result))
-    print(f"({time.perf_counter() - t0:.1f} s on this machine)")
+    print(COLUMNS)
+    print(f"({time.perf_counter() - t0:.1f} s on this machine; one seed is a demonstration, not evidence)")
+    print()
+    print(stored_result_text(module, experiment))
     return result
 
 
-def benchmark(module: ModuleType, seeds: tuple[int, ...] | None = None, write: bool = True) -> list[ExperimentResult]:
-    from .results import write_results
+def benchmark(module: ModuleType, seeds: tuple[int, ...] | None = None, write: bool = True,
+              directory=None) -> list[ExperimentResult]:
+    """Every experiment of the module: plan the seeds (unless given), run, write RDF and plots,
+    then re-adjust the family of all claims in the results directory."""
+    from .results import results_dir, update_family, write_results
+    family = family_size()
     results = []
     for experiment in module.EXPERIMENTS:
-        print(f"\n== {module.__name__.rsplit('.', 1)[-1]} / {experiment.key}")
-        result = run_experiment(experiment, seeds)
+        print(f"\n== {module.__name__.rsplit('.', 1)[-1]} / {experiment.key}", flush=True)
+        plan = None
+        if seeds is None:
+            plan = plan_seeds(experiment, family=family)
+            print(f"  seeds: {plan.text}", flush=True)
+        result = run_experiment(experiment, seeds if seeds is not None else tuple(range(plan.seeds)))
+        result.plan = plan
         print(summary(result))
         results.append(result)
     if write:
-        for path in write_results(module, results):
+        directory = results_dir(directory)
+        for path in write_results(module, results, directory):
+            print(f"wrote {path}")
+        for path in update_family(directory, family_size=family):
             print(f"wrote {path}")
     return results
 
@@ -281,16 +416,23 @@ def run_cli(module: ModuleType, argv: list[str] | None = None) -> None:
     """`python -m reference_impl.techniques.<name> [--bench] [--seeds N]`."""
     parser = argparse.ArgumentParser(prog=f"python -m {module.__name__}",
                                      description=(module.__doc__ or "").strip().splitlines()[0])
-    parser.add_argument("--bench", action="store_true", help="full benchmark: all experiments, all seeds, writes RDF")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds for --bench (default: the experiment's)")
+    parser.add_argument("--bench", action="store_true", help="full benchmark: all experiments, planned seeds, "
+                        "writes RDF to KD_RESULTS_DIR (default results/)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"--bench with this many seeds instead of the power calculation (at least {stats.MIN_SEEDS})")
     parser.add_argument("--experiment", default=None, help="quick run: which experiment (default: the first)")
+    parser.add_argument("--seed", type=int, default=0, help="quick run: the seed (default 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="quick run: the largest epoch budget")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     if args.seeds is not None and not args.bench:
         parser.error("--seeds applies to --bench (a quick run uses one seed)")
-    if args.experiment is not None and args.bench:
-        parser.error("--experiment applies to a quick run (--bench runs every experiment)")
-    if args.seeds is not None and args.seeds < 3:
-        parser.error(f"--seeds must be at least 3 (a mean, a spread and a paired test), got {args.seeds}")
+    if args.bench and (args.experiment is not None or args.seed != 0 or args.epochs is not None):
+        parser.error("--experiment, --seed and --epochs apply to a quick run (--bench runs every experiment)")
+    if args.seeds is not None and args.seeds < stats.MIN_SEEDS:
+        parser.error(f"--seeds must be at least {stats.MIN_SEEDS} (a mean, a spread and a paired test), "
+                     f"got {args.seeds}")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
     if args.bench:
         benchmark(module, tuple(range(args.seeds)) if args.seeds else None)
         return
@@ -298,8 +440,9 @@ def run_cli(module: ModuleType, argv: list[str] | None = None) -> None:
         find_experiment(module, args.experiment)
     except ValueError as exc:
         parser.error(str(exc))
-    quick_run(module, args.experiment)
+    quick_run(module, args.experiment, seed=args.seed, epochs=args.epochs)
 
 
-__all__ = ["Arm", "BASELINE", "Claim", "Context", "Experiment", "ExperimentResult", "benchmark", "find_experiment",
-           "n_params", "paired_comparison", "quick_run", "run_cli", "run_experiment", "scratch_student", "summary"]
+__all__ = ["Arm", "BASELINE", "Claim", "Context", "Experiment", "ExperimentResult", "SeedPlan", "benchmark",
+           "family_size", "find_experiment", "n_params", "plan_seeds", "quick_run", "run_cli", "run_experiment",
+           "scratch_student", "summary", "validation_scores"]

@@ -3,6 +3,11 @@
 `train` takes a function from a batch of *indices* to a loss. Indexing every per-sample
 tensor (inputs, labels, cached teacher outputs) with the same indices is what keeps
 cached teacher outputs aligned with their samples however the data is shuffled.
+
+With a `Validation`, the epoch is chosen on the validation split, never the test split:
+after every epoch the deployed model is scored on it, the best epoch's weights are kept,
+and training stops once `patience` epochs pass without improvement (the config's
+`epochs` is the largest budget). The chosen epoch is recorded for the result's provenance.
 """
 
 from __future__ import annotations
@@ -20,11 +25,31 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 30  # the largest budget; with a Validation, the epoch is chosen on it
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+    patience: int | None = None  # epochs without a better validation score before stopping (None: epochs // 4, ≥ 10)
+
+    def stopping_patience(self) -> int:
+        return self.patience if self.patience is not None else max(10, self.epochs // 4)
+
+
+class Validation:
+    """Scores `model` (the network that is deployed) on the validation split after each epoch."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor):
+        if len(x) != len(y) or len(y) == 0:
+            raise ValueError(f"validation inputs and labels must be non-empty and the same length, "
+                             f"got {len(x)} and {len(y)}")
+        self.model, self.x, self.y = model, x, y
+        self.best_epoch = 0  # 1-based; 0 until an epoch has been scored
+        self.best_score = float("-inf")
+        self.scores: list[float] = []
+
+    def score(self) -> float:
+        return float(predict_logits(self.model, self.x).argmax(dim=1).eq(self.y).float().mean())
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -63,11 +88,12 @@ def _progress(iterable: Iterable, desc: str, total: int):
 
 
 def train(modules: nn.Module | list[nn.Module], n_samples: int, batch_loss: Callable[[Tensor], Tensor],
-          config: TrainConfig, desc: str = "training") -> list[float]:
+          config: TrainConfig, desc: str = "training", *, validation: Validation | None = None) -> list[float]:
     """Minimise `batch_loss(indices)` with Adam over shuffled mini-batches; returns epoch losses.
 
     `modules` are the trainable parts (a student, plus e.g. a FitNets regressor); they are
-    put in train mode. A teacher is never passed here: it stays frozen.
+    put in train mode. A teacher is never passed here: it stays frozen. With `validation`,
+    every module ends with the weights of the epoch that scored best on it.
     """
     modules = modules if isinstance(modules, list) else [modules]
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
@@ -78,7 +104,8 @@ def train(modules: nn.Module | list[nn.Module], n_samples: int, batch_loss: Call
     for m in modules:
         m.train()
     history = []
-    for _ in _progress(range(config.epochs), desc, config.epochs):
+    best_state = None
+    for epoch in _progress(range(1, config.epochs + 1), desc, config.epochs):
         order = torch.randperm(n_samples, generator=generator)
         total, count = 0.0, 0
         for start in range(0, n_samples, config.batch_size):
@@ -90,6 +117,17 @@ def train(modules: nn.Module | list[nn.Module], n_samples: int, batch_loss: Call
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         history.append(total / max(count, 1))
+        if validation is not None:
+            score = validation.score()  # predict_logits restores train mode afterwards
+            validation.scores.append(score)
+            if score > validation.best_score:  # ties keep the earlier, shorter budget
+                validation.best_score, validation.best_epoch = score, epoch
+                best_state = [{k: v.clone() for k, v in m.state_dict().items()} for m in modules]
+            elif epoch - validation.best_epoch >= config.stopping_patience():
+                break
+    if best_state is not None:
+        for m, state in zip(modules, best_state):
+            m.load_state_dict(state)
     for m in modules:
         m.eval()
     return history

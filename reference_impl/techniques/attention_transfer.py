@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli, train
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_positive, check_same_shape
 from reference_impl.harness.hooks import capture, predict_features
@@ -99,7 +99,7 @@ def at_student(ctx: Context, layers: Sequence[str] = ("blocks.0", "blocks.1"), *
         at = attention_distance([attention_map(feats[n], p) for n in layers], [teacher_maps[n][idx] for n in layers])
         return task + beta / 2 * at
 
-    train(student, len(y), batch_loss, ctx.config, desc=f"student (AT, β={beta:g})")
+    ctx.fit(student, len(y), batch_loss, desc=f"student (AT, β={beta:g})")
     return student
 
 

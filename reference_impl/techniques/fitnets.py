@@ -130,7 +130,7 @@ def kd_stage(ctx: Context, student: nn.Module, *, temperature: float = 3.0,
         step += 1
         return fitnets_kd_loss(student(x[idx]), z_t[idx], y[idx], temperature=temperature, lam=lam)
 
-    train(student, len(y), batch_loss, ctx.config, desc=f"student (KD, τ={temperature:g})")
+    ctx.fit(student, len(y), batch_loss, desc=f"student (KD, τ={temperature:g})")
     return student
 
 

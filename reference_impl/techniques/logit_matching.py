@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, run_cli, train
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits
 from reference_impl.techniques.soft_targets import STUDENT, TEACHER, distilled_student
@@ -55,7 +55,7 @@ def logit_matching_student(ctx: Context):
     def batch_loss(idx: Tensor) -> Tensor:  # the same idx picks the inputs and their teacher logits
         return logit_matching_loss(student(x[idx]), z_t[idx])
 
-    train(student, len(x), batch_loss, ctx.config, desc="student (logit matching)")
+    ctx.fit(student, len(x), batch_loss, desc="student (logit matching)")
     return student
 
 

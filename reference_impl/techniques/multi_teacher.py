@@ -39,8 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import (Arm, Claim, Context, Experiment, TrainConfig, load_split, predict_logits, run_cli,
-                                    train)
+from reference_impl.harness import (Arm, Claim, Context, Experiment, TrainConfig, load_split, predict_logits, run_cli)
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_logits, check_positive
 from reference_impl.harness.teachers import get_teacher
@@ -158,8 +157,8 @@ def multi_teacher_student(ctx: Context, *, weighted: bool, temperature: float = 
         return multi_teacher_loss(student(x[idx]), z_t[:, idx], y[idx], temperature=temperature, alpha=alpha,
                                   weights=None if w is None else w[idx])
 
-    train(student, len(y), batch_loss, ctx.config,
-          desc=f"student ({'weighted' if weighted else 'averaged'} teachers)")
+    ctx.fit(student, len(y), batch_loss,
+            desc=f"student ({'weighted' if weighted else 'averaged'} teachers)")
     return student
 
 

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, predict_logits,
-                                    run_cli, train)
+                                    run_cli)
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_positive
 from reference_impl.harness.data import Split
@@ -163,7 +163,7 @@ def mimic_student(ctx: Context, *, multiplier: int = 15, p: float = 0.5, s: floa
     def batch_loss(idx: Tensor) -> Tensor:  # the same idx picks a row and the ensemble's output for it
         return soft_target_kl(student(x[idx]), targets[idx], 1.0)
 
-    train(student, len(x), batch_loss, ctx.config, desc=f"student (ensemble labels, MUNGE x{multiplier})")
+    ctx.fit(student, len(x), batch_loss, desc=f"student (ensemble labels, MUNGE x{multiplier})")
     return student
 
 

@@ -7,20 +7,30 @@ embedding may be narrower than the teacher's (here 64 against 128) with no proje
 
     L = CE(y, softmax(z_s)) + λ_D · L_D + λ_A · L_A          (λ_D = 25, λ_A = 50: the paper's weights)
 
-    ψ_D(t_i, t_j) = ‖t_i − t_j‖₂ / μ,  μ = mean over pairs i ≠ j of ‖t_i − t_j‖₂     Eq. (3)
-    L_D = mean over (i, j) of ℓ_δ( ψ_D(t_i, t_j), ψ_D(s_i, s_j) )                     Eqs. (4)-(5)
-    ψ_A(t_i, t_j, t_k) = ⟨ (t_i − t_j)/‖t_i − t_j‖₂ , (t_k − t_j)/‖t_k − t_j‖₂ ⟩       Eq. (6)
-    L_A = mean over (i, j, k) of ℓ_δ( ψ_A(t_i, t_j, t_k), ψ_A(s_i, s_j, s_k) )        Eq. (7)
+    ψ_D(t_i, t_j) = ‖t_i − t_j‖₂ / μ                                                  Eq. (3)
+    μ = (1/|X²|) Σ_{(x_i, x_j) ∈ X²} ‖t_i − t_j‖₂,  X² = the pairs with ‖t_i − t_j‖₂ > 0  Eq. (4)
+    L_D = mean over (i, j) of ℓ_δ( ψ_D(t_i, t_j), ψ_D(s_i, s_j) )                     Eqs. (5)-(6)
+    ψ_A(t_i, t_j, t_k) = ⟨ (t_i − t_j)/‖t_i − t_j‖₂ , (t_k − t_j)/‖t_k − t_j‖₂ ⟩       Eq. (7)
+    L_A = mean over (i, j, k) of ℓ_δ( ψ_A(t_i, t_j, t_k), ψ_A(s_i, s_j, s_k) )        Eq. (8)
 
 t and s are the penultimate features (`model.features`) of teacher and student; μ is
 computed separately for each side, which makes L_D invariant to the scale of either
-embedding; a cosine is invariant to scale and translation, and so is L_A. ℓ_δ is the Huber
-loss with δ = 1 (= smooth L1). The paper writes sums; like the authors' code we average over
-the b² pairs and b³ triplets of the batch (degenerate ones, i = j, are 0 on both sides), and
+embedding; a cosine is invariant to scale and translation, and so is L_A. μ averages over
+the pairs at a distance d > 0 only, as the authors' code does (the mean of the distance
+matrix's positive entries): the zero diagonal and inputs with the same embedding are left
+out, so μ does not depend on how many duplicates a batch holds. ℓ_δ is the Huber loss with
+δ = 1 (= smooth L1). The paper writes sums; like the authors' code we average over the b²
+pairs and b³ triplets of the batch (degenerate ones, i = j, are 0 on both sides), and
 λ_D = 25, λ_A = 50 are the paper's weights for that averaged form. The teacher is frozen and
-its relations carry no gradient. Combined with KD, as in the authors' classification code,
-the loss is CE + 16 · KL(p_t^T ‖ p_s^T) at T = 4 (16 = T², i.e. `soft_targets.soft_target_kl`)
-+ the RKD terms; the KD arm it is compared with is `soft_targets` (T = 4, α = 0.9).
+its relations carry no gradient.
+
+Combined with KD, as in the authors' classification code, the loss is
+CE + 16 · KL(p_t^T ‖ p_s^T) at T = 4 (16 = T², i.e. `soft_targets.soft_target_kl`) + the RKD
+terms. The KD arm it is compared with is that same loss without the RKD terms
+(λ_D = λ_A = 0): CE + T² · KL at T = 4. An audit found that the earlier KD arm,
+`soft_targets`' 0.1 · CE + 0.9 · T² · KL, also changed the CE/KL weighting, so the comparison
+confounded that weighting with the relational term. `rkd_objective` is the loss of one batch
+and both arms train on it, so they differ by λ_D L_D + λ_A L_A alone.
 
 Claims tested (see EXPERIMENTS): RKD improves the student over training from scratch, and
 combined with KD improves over KD alone (section 4.2, image classification).
@@ -34,10 +44,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, run_cli, train
+from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
-from reference_impl.harness.checks import check_finite
-from reference_impl.techniques.soft_targets import STUDENT, TEACHER, distilled_student, soft_target_kl
+from reference_impl.harness.checks import check_finite, check_logits, check_positive
+from reference_impl.techniques.soft_targets import STUDENT, TEACHER, _softened_kl
 
 CONCEPT = "RelationalKD"
 
@@ -82,13 +92,17 @@ def _safe(squared: Tensor, distinct: Tensor) -> Tensor:
 
 
 def distance_potential(embeddings: Tensor) -> Tensor:
-    """(b, d) -> (b, b): ψ_D, pairwise distances divided by their mean over pairs i ≠ j."""
-    b = embeddings.shape[0]
+    """(b, d) -> (b, b): ψ_D, pairwise distances divided by μ, their mean over the pairs with d > 0.
+
+    d > 0 means not coincident in the sense of `_pairwise` (i = j, or the same embedding)."""
     _, squared, distinct = _pairwise(embeddings)
     distances = torch.where(distinct, _safe(squared, distinct).sqrt(), torch.zeros_like(squared))
-    # ψ_D(t_i, t_j) = ‖t_i − t_j‖₂ / μ, μ = the mean distance over the b(b − 1) pairs, Eq. (3)
-    mu = (distances.sum() / (b * (b - 1))).clamp_min(1e-12)
-    return distances / mu
+    # μ = (1/|X²|) Σ_{(x_i, x_j) ∈ X²} ‖t_i − t_j‖₂, Eq. (4), with X² the pairs at distance d > 0, as the authors'
+    # code takes the mean of the distance matrix's positive entries. Dividing by b² or b(b − 1) instead would count
+    # the zero diagonal or duplicate inputs and shrink μ; the count is a constant (`distinct` carries no gradient).
+    mu = distances.sum() / distinct.sum().clamp_min(1)
+    # ψ_D(t_i, t_j) = ‖t_i − t_j‖₂ / μ, Eq. (3); μ = 0 only when every pair coincides, and then ψ_D = 0
+    return distances / mu.clamp_min(1e-12)
 
 
 def angle_potential(embeddings: Tensor) -> Tensor:
@@ -97,7 +111,7 @@ def angle_potential(embeddings: Tensor) -> Tensor:
     inverse = torch.where(distinct, _safe(squared, distinct).rsqrt(), torch.zeros_like(squared))  # 1/‖e_i − e_j‖
     # ⟨e_i − e_j, e_k − e_j⟩ = G_ik − G_ij − G_jk + G_jj, indexed [j, i, k]
     dot = gram[None, :, :] - gram[:, :, None] - gram[:, None, :] + gram.diagonal()[:, None, None]
-    # ψ_A(t_i, t_j, t_k) = ⟨(t_i − t_j)/‖t_i − t_j‖, (t_k − t_j)/‖t_k − t_j‖⟩, Eq. (6)
+    # ψ_A(t_i, t_j, t_k) = ⟨(t_i − t_j)/‖t_i − t_j‖, (t_k − t_j)/‖t_k − t_j‖⟩, Eq. (7)
     return dot * (inverse[:, :, None] * inverse[:, None, :])
 
 
@@ -106,7 +120,7 @@ def rkd_distance_loss(student_embeddings: Tensor, teacher_embeddings: Tensor) ->
     check_embeddings(student_embeddings, teacher_embeddings, min_batch=2)
     with torch.no_grad():  # the teacher is a fixed target
         target = distance_potential(teacher_embeddings.detach())
-    # L_D = Σ ℓ_δ(ψ_D(t_i, t_j), ψ_D(s_i, s_j)), Eqs. (4)-(5), averaged over the b² pairs
+    # L_D = Σ ℓ_δ(ψ_D(t_i, t_j), ψ_D(s_i, s_j)), Eqs. (5)-(6), averaged over the b² pairs
     return F.smooth_l1_loss(distance_potential(student_embeddings), target, beta=1.0)
 
 
@@ -115,16 +129,20 @@ def rkd_angle_loss(student_embeddings: Tensor, teacher_embeddings: Tensor) -> Te
     check_embeddings(student_embeddings, teacher_embeddings, min_batch=3)
     with torch.no_grad():
         target = angle_potential(teacher_embeddings.detach())
-    # L_A = Σ ℓ_δ(ψ_A(t_i, t_j, t_k), ψ_A(s_i, s_j, s_k)), Eq. (7), averaged over the b³ triplets
+    # L_A = Σ ℓ_δ(ψ_A(t_i, t_j, t_k), ψ_A(s_i, s_j, s_k)), Eq. (8), averaged over the b³ triplets
     return F.smooth_l1_loss(angle_potential(student_embeddings), target, beta=1.0)
+
+
+def check_weights(distance_weight: float, angle_weight: float) -> None:
+    for value, name in ((distance_weight, "distance_weight"), (angle_weight, "angle_weight")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def rkd_loss(student_embeddings: Tensor, teacher_embeddings: Tensor, *,
              distance_weight: float = DISTANCE_WEIGHT, angle_weight: float = ANGLE_WEIGHT) -> Tensor:
-    """λ_D · L_D + λ_A · L_A (a weight of 0 switches its term off: RKD-D or RKD-A alone)."""
-    for value, name in ((distance_weight, "distance_weight"), (angle_weight, "angle_weight")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    """λ_D · L_D + λ_A · L_A (a weight of 0 switches its term off: RKD-D or RKD-A alone, or neither)."""
+    check_weights(distance_weight, angle_weight)
     check_embeddings(student_embeddings, teacher_embeddings, min_batch=3 if angle_weight else 2)
     loss = student_embeddings.new_zeros(())
     if distance_weight:
@@ -134,28 +152,51 @@ def rkd_loss(student_embeddings: Tensor, teacher_embeddings: Tensor, *,
     return loss
 
 
+def rkd_objective(logits: Tensor, features_s: Tensor, features_t: Tensor, labels: Tensor,
+                  teacher_logits: Tensor | None, *, kd_temperature: float | None,
+                  distance_weight: float = DISTANCE_WEIGHT, angle_weight: float = ANGLE_WEIGHT) -> Tensor:
+    """The loss of one batch: CE(y, softmax(z_s)) [+ T² KL(p_t^T ‖ p_s^T)] + λ_D L_D + λ_A L_A.
+
+    The KL term is there when kd_temperature is given (teacher_logits are then required).
+    CE and KL have weight 1 whatever λ_D and λ_A are, so with λ_D = λ_A = 0 this is the
+    treatment's loss without its relational term: the KD arm of `rkd-complements-kd`."""
+    kd = kd_temperature is not None
+    if kd:
+        check_positive(kd_temperature, "kd_temperature")
+        if teacher_logits is None:
+            raise ValueError("teacher_logits are required when kd_temperature is given")
+    check_logits(logits, teacher_logits if kd else None, labels)  # once: the KL below trusts it
+    loss = F.cross_entropy(logits, labels)
+    if kd:  # the authors' combination: CE + 16 · KL at T = 4, i.e. T² · KL
+        loss = loss + _softened_kl(logits, teacher_logits, kd_temperature)
+    # + λ_D L_D + λ_A L_A last, so that the arms with and without it share CE [+ T² KL] exactly
+    return loss + rkd_loss(features_s, features_t, distance_weight=distance_weight, angle_weight=angle_weight)
+
+
 def rkd_student(ctx: Context, *, kd_temperature: float | None = None,
                 distance_weight: float = DISTANCE_WEIGHT, angle_weight: float = ANGLE_WEIGHT):
-    """CE + λ_D L_D + λ_A L_A on the penultimate features, + T² KL(p_t^T ‖ p_s^T) if kd_temperature is given."""
+    """Train a fresh student on `rkd_objective` with the penultimate features of student and teacher."""
+    if kd_temperature is not None:
+        check_positive(kd_temperature, "kd_temperature")
+    check_weights(distance_weight, angle_weight)  # before training, not at its first step
     student = ctx.new_student()
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
     f_t = ctx.teacher_train_features
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher logits and features alike
         f_s = student.features(x[idx])
-        logits = student.head(f_s)
-        loss = F.cross_entropy(logits, y[idx]) + rkd_loss(f_s, f_t[idx], distance_weight=distance_weight,
-                                                          angle_weight=angle_weight)
-        if kd_temperature is not None:  # the authors' combination: CE + 16 · KL at T = 4, i.e. T² · KL
-            loss = loss + soft_target_kl(logits, z_t[idx], kd_temperature)
-        return loss
+        return rkd_objective(student.head(f_s), f_s, f_t[idx], y[idx], z_t[idx], kd_temperature=kd_temperature,
+                             distance_weight=distance_weight, angle_weight=angle_weight)
 
-    train(student, len(y), batch_loss, ctx.config, desc="student (RKD-DA" + (" + KD)" if kd_temperature else ")"))
+    relational = "RKD-DA" if distance_weight or angle_weight else "CE"
+    ctx.fit(student, len(y), batch_loss, desc=f"student ({relational}" + (" + KD)" if kd_temperature else ")"))
     return student
 
 
 RKD = Arm("rkd", "CE + RKD-D (λ=25) + RKD-A (λ=50)", rkd_student)
-KD = Arm("kd", "soft targets, T=4, α=0.9", lambda ctx: distilled_student(ctx, temperature=4.0, alpha=0.9))
+# The reference for "+KD": rkd+kd without its RKD terms, the same CE/KL weighting (see the module docstring)
+KD = Arm("kd", "CE + T²·KL (T=4), the rkd+kd arm without RKD",
+         lambda ctx: rkd_student(ctx, kd_temperature=4.0, distance_weight=0.0, angle_weight=0.0))
 RKD_KD = Arm("rkd+kd", "CE + T²·KL (T=4) + RKD-D + RKD-A", lambda ctx: rkd_student(ctx, kd_temperature=4.0))
 
 SOURCE = ("arXiv:1904.05068, section 4.2 (image classification on CIFAR-100 and Tiny ImageNet: RKD-D and "
@@ -181,8 +222,10 @@ EXPERIMENTS = [
                     treatment="rkd+kd", reference="kd"),
         dataset="mnist1d", teacher=TEACHER, student=STUDENT, arms=(BASELINE, KD, RKD_KD),
         student_config=TrainConfig(epochs=100),
-        notes=REGIME + " The kd arm is soft_targets' loss (1 − α) CE + α T² KL with T = 4, α = 0.9; "
-                       "rkd+kd is the authors' combination CE + T² KL (T = 4, their λ_KD = 16) + 25 L_D + 50 L_A.",
+        notes=REGIME + " rkd+kd is the authors' combination CE + T² KL (T = 4, their λ_KD = 16) + 25 L_D + 50 L_A; "
+                       "the kd arm is the same loss without the RKD terms, CE + T² KL (T = 4), so the two arms "
+                       "differ by the relational term alone. An audit found that the earlier kd arm, soft_targets' "
+                       "0.1 CE + 0.9 T² KL, confounded that CE/KL weighting with the relational term.",
     ),
 ]
 

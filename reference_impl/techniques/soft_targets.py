@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli, train
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits, check_positive
 
@@ -142,7 +142,7 @@ def distilled_student(ctx: Context, *, temperature: float = 4.0, alpha: float = 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes the inputs and the cached targets alike
         return targets(student(x[idx]), idx)
 
-    train(student, len(y), batch_loss, ctx.config, desc=f"student (soft targets, T={temperature:g})")
+    ctx.fit(student, len(y), batch_loss, desc=f"student (soft targets, T={temperature:g})")
     return student
 
 

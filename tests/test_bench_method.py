@@ -1,0 +1,187 @@
+"""The benchmark method end to end, on tiny budgets: planning, per-seed data, RDF, the family,
+the teaching run's output. The statistics themselves are pinned in test_stats.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+import torch
+
+from kb.namespaces import KDO
+from reference_impl.harness import TrainConfig, bench, stats
+from reference_impl.harness.bench import (Arm, Claim, Experiment, benchmark, plan_seeds, run_cli, run_experiment,
+                                          student_split)
+from reference_impl.harness.data import load_split
+from reference_impl.harness.results import (FAMILY_FILE, adjust_family, read_claims, stored_result_text,
+                                            update_family, write_results)
+from reference_impl.techniques import soft_targets
+
+FAST = TrainConfig(epochs=1)
+
+
+def tiny(experiment: Experiment) -> Experiment:
+    return replace(experiment, student_config=replace(experiment.student_config, epochs=1))
+
+
+def test_experiments_declare_a_sesoi_and_a_budget_before_they_run():
+    base = soft_targets.EXPERIMENTS[0]
+    assert base.sesoi == 0.01 and base.max_seeds >= 5
+    with pytest.raises(ValueError, match="needs a reason"):
+        replace(base, sesoi=0.02)
+    assert replace(base, sesoi=0.02, sesoi_reason="a 10-class task with a 2-point test noise floor").sesoi == 0.02
+    with pytest.raises(ValueError, match="sesoi must be"):
+        replace(base, sesoi=0.0)
+    with pytest.raises(ValueError, match="max_seeds must be at least 3"):
+        replace(base, max_seeds=2)
+    with pytest.raises(ValueError, match="treatment arm 'nope'"):
+        replace(base, claim=replace(base.claim, treatment="nope"))
+
+
+def test_the_labelled_subset_is_drawn_per_seed_and_the_test_split_is_shared():
+    three = soft_targets.EXPERIMENTS[1]
+    full = load_split(three.dataset)
+    a, b = student_split(full, three, 0), student_split(full, three, 1)
+    assert len(a.y_train) == len(b.y_train) and not torch.equal(a.x_train, b.x_train)
+    assert torch.equal(student_split(full, three, 0).x_train, a.x_train)  # the same seed, the same subset
+    assert student_split(full, soft_targets.EXPERIMENTS[0], 5) is full
+
+
+def test_one_seed_gives_no_verdict_and_cannot_be_written(tmp_path):
+    result = run_experiment(tiny(soft_targets.EXPERIMENTS[0]), seeds=(0,), log=lambda line: None)
+    assert result.test is None and result.unadjusted_verdict is None
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        write_results(soft_targets, [result], tmp_path)
+    assert "no verdict from fewer than 3 seeds" in bench.summary(result)
+
+
+def test_cli_refuses_fewer_than_three_seeds_and_quick_run_options_with_bench(capsys):
+    for argv in (["--bench", "--seeds", "1"], ["--bench", "--seeds", "2"], ["--seeds", "5"],
+                 ["--bench", "--seed", "3"], ["--bench", "--epochs", "3"], ["--epochs", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            run_cli(soft_targets, argv)
+        assert stop.value.code == 2, argv
+    err = capsys.readouterr().err
+    assert "--seeds must be at least 3" in err and "apply to a quick run" in err
+
+
+def test_seed_plan_follows_the_pilot_spread_and_the_cap(monkeypatch):
+    experiment = soft_targets.EXPERIMENTS[0]
+    calls = []
+
+    class Pilot:
+        def __init__(self, sd):
+            self.test = stats.PairedTest((0.0,) * 3, 0.0, sd, 0.0, 0.0, 1.0, 1.0, 0.01)
+
+    def fake_run(exp, seeds, arms=None, log=None, config=None):
+        calls.append((seeds, arms))
+        return Pilot(fake_run.sd)
+
+    monkeypatch.setattr(bench, "run_experiment", fake_run)
+    fake_run.sd = 0.001  # a quiet difference: the floor of 5 seeds
+    plan = plan_seeds(experiment, family=20)
+    assert calls[-1] == (bench.PILOT_SEEDS, ("distilled", "baseline"))  # pilot seeds, the claim's two arms only
+    assert not set(bench.PILOT_SEEDS) & set(range(plan.seeds))  # never among the reported seeds
+    assert plan.needed == stats.seeds_needed(0.001, 0.01, family_size=20) < 5 and plan.seeds == 5
+    fake_run.sd = 0.009
+    plan = plan_seeds(experiment, family=20)
+    assert plan.seeds == min(plan.needed, experiment.max_seeds) and 5 < plan.needed
+    fake_run.sd = 0.05  # far too noisy: capped by the budget, and said so
+    plan = plan_seeds(experiment, family=20)
+    assert plan.needed > experiment.max_seeds and plan.seeds == experiment.max_seeds
+    assert f"capped at {experiment.max_seeds}" in plan.text and "not reported" in plan.text
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A three-seed, one-epoch benchmark of soft_targets written to a private results directory."""
+    directory = tmp_path_factory.mktemp("results")
+    experiments = [tiny(e) for e in soft_targets.EXPERIMENTS]
+    module = type(soft_targets)("reference_impl.techniques.soft_targets")
+    module.__dict__.update({k: v for k, v in vars(soft_targets).items() if k != "EXPERIMENTS"})
+    module.EXPERIMENTS = experiments
+    results = benchmark(module, seeds=(0, 1, 2), directory=directory)
+    return directory, module, results
+
+
+def test_results_carry_the_method_and_the_family_adjusts_them(written):
+    directory, module, results = written
+    assert {p.name for p in directory.iterdir()} == {"soft_targets.ttl", "soft_targets.png", FAMILY_FILE, "forest.png"}
+    claims = read_claims(directory)
+    assert [c["key"] for c in claims] == [e.key for e in module.EXPERIMENTS]
+    for claim, result in zip(claims, results):
+        assert claim["p"] == pytest.approx(result.test.p_value, abs=1e-6)
+        assert claim["peq"] == pytest.approx(result.test.equivalence_p_value, abs=1e-6)
+        assert claim["sesoi"] == 0.01
+    m = bench.family_size()
+    assert m >= 20  # every experiment of every module, not just the two written here
+    store = ox.Store()
+    store.load(path=str(directory / FAMILY_FILE), format=ox.RdfFormat.TURTLE)
+    expected = stats.holm([c["p"] for c in claims] + [1.0] * (m - len(claims)))  # absent claims count as p = 1
+    for claim, p_adjusted in zip(claims, expected):
+        values = {q.predicate.value: q.object.value
+                  for q in store.quads_for_pattern(ox.NamedNode(claim["iri"]), None, None)}
+        assert float(values[KDO + "adjustedPValue"]) == pytest.approx(p_adjusted, abs=1e-6)
+        assert int(values[KDO + "familySize"]) == m
+        assert values[KDO + "verdict"] == stats.verdict(claim["mean"], p_adjusted,
+                                                        float(values[KDO + "adjustedEquivalencePValue"]))
+
+
+def test_provenance_records_epochs_chosen_on_validation_and_the_machine(written):
+    directory, _, results = written
+    store = ox.Store()
+    store.load(path=str(directory / "soft_targets.ttl"), format=ox.RdfFormat.TURTLE)
+    rows = list(store.query(f"""PREFIX kdo: <{KDO}> PREFIX prov: <http://www.w3.org/ns/prov#>
+        SELECT ?epochs ?selection ?flags ?threads WHERE {{ ?r kdo:hasArm ?a ; kdo:epochSelection ?selection ;
+        prov:wasGeneratedBy ?run . ?a kdo:chosenEpochs ?epochs . ?run kdo:cpuFlags ?flags ; kdo:threads ?threads }}"""))
+    assert len(rows) == 4  # two experiments × two arms
+    for row in rows:
+        assert row["epochs"].value == "1 1 1"  # one epoch allowed, on every seed
+        assert "validation split" in row["selection"].value
+        assert int(row["threads"].value) == torch.get_num_threads()
+
+
+def test_family_counts_missing_equivalence_tests_as_not_rejected():
+    claims = [{"iri": "a", "mean": 0.001, "p": 0.9, "peq": None}, {"iri": "b", "mean": 0.001, "p": 0.9, "peq": 1e-6}]
+    adjusted = adjust_family(claims, family_size=2)
+    assert adjusted[0]["verdict"] == "inconclusive" and adjusted[0]["peq_adjusted"] is None
+    assert adjusted[1]["verdict"] == "no practical effect"
+    assert adjusted[1]["peq_adjusted"] == pytest.approx(2e-6)
+
+
+def test_teaching_run_prints_the_stored_result_and_progress(written, capsys, monkeypatch):
+    directory, module, _ = written
+    monkeypatch.setenv("KD_RESULTS_DIR", str(directory))
+    bench.quick_run(module, "soft-vs-hard", seed=4, epochs=1)
+    out, err = capsys.readouterr()
+    assert "seeds [4]" in out and "one seed is a demonstration, not evidence" in out
+    assert "columns:" in out and "ECE is the expected calibration error" in out
+    assert f"stored benchmark (3 seeds, {directory / 'soft_targets.ttl'})" in out
+    assert "Holm-adjusted" in out and str(directory / "soft_targets.png") in out
+    lines = [line for line in err.splitlines() if "arm " in line]
+    assert len(lines) == 2 and "arm 1/2 baseline" in lines[0] and "arm 2/2 distilled" in lines[1]
+    assert "s left]" in lines[0]
+
+
+def test_stored_result_text_without_results(tmp_path):
+    assert "none yet" in stored_result_text(soft_targets, soft_targets.EXPERIMENTS[0], tmp_path)
+
+
+def test_a_custom_arm_sees_its_own_seed_subset(monkeypatch):
+    seen = []
+    three = tiny(soft_targets.EXPERIMENTS[1])
+
+    def record(ctx):
+        seen.append((ctx.seed, ctx.split.x_train[:1].clone(), ctx.teacher_train_logits.shape[0]))
+        return bench.scratch_student(ctx)
+
+    experiment = replace(three, arms=(three.arms[0], Arm("distilled", "records", record)))
+    run_experiment(experiment, seeds=(0, 1), log=lambda line: None)
+    assert [s for s, _, _ in seen] == [0, 1] and not torch.equal(seen[0][1], seen[1][1])
+    assert all(n == len(student_split(load_split("mnist1d"), three, 0).y_train) for _, _, n in seen)
+
+
+def test_claim_dataclass_still_names_its_arms():
+    assert Claim("x", "y", "a", "b").reference == "b" and isinstance(Path("."), Path)

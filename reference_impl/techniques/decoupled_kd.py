@@ -135,7 +135,8 @@ def dkd_arm(beta: float) -> Arm:
 # below are scored on the validation split by scripts/choose_on_validation.py.
 BETAS_TO_TRY = (0.5, 1.0, 2.0, 4.0, 8.0)
 CANDIDATES = {key: {f"β={b:g}": dkd_arm(b) for b in BETAS_TO_TRY} for key in ("dkd-vs-kd", "dkd-vs-kd-cnn")}
-ARMS = (BASELINE, KD, dkd_arm(8.0))
+MLP_BETA = 0.5  # chosen on the validation split (see the experiment's selection)
+CNN_BETA = 8.0  # the paper's CIFAR-100 value, untuned here (see the experiment's selection)
 
 EXPERIMENTS = [
     Experiment(
@@ -144,11 +145,16 @@ EXPERIMENTS = [
         claim=CLAIM,
         dataset="mnist1d", teacher=TEACHER, student=STUDENT,
         student_config=TrainConfig(epochs=100),
-        arms=ARMS,
+        arms=(BASELINE, KD, dkd_arm(MLP_BETA)),
+        selection="β = 0.5, chosen on the validation split (scripts/choose_on_validation.py, pilot seeds "
+                  "1000-1002, never the reported ones): mean validation accuracy β=0.5 0.598, β=1 0.586, "
+                  "β=2 0.571, β=4 0.553, β=8 0.531. The best is the smallest candidate; smaller β were not tried. "
+                  "The paper uses β=8 on CIFAR-100 and 0.5 on ImageNet and gives no value for 10 classes.",
         notes="Teacher, student, data and the 100-epoch budget are those of soft_targets' first experiment "
               "(the budget was chosen there from the hard-label baseline's convergence), so the teacher is "
               "shared through the cache. KD uses the authors' KD settings (CE weight 0.1, KL weight 0.9, T=4); "
-              "DKD their CIFAR defaults (CE weight 1, α=1, β=8, T=4, 20-epoch linear warm-up). Exploratory "
+              "DKD the authors' CIFAR settings (CE weight 1, α=1, T=4, 20-epoch linear warm-up) with β chosen on the "
+              "validation split (0.5; the paper's CIFAR value is 8). Exploratory "
               "runs (seeds 0-2, not the benchmark): DKD 5-10 points below KD and below the baseline, with "
               "ECE 0.16-0.19 against KD's 0.10; on seeds 1-2, β=1 instead of 8 matched KD and CE + 8·NCKD "
               "alone (α=0) fell to 44-45%. On this under-fitting student the up-weighted non-target term hurts, the opposite of "
@@ -161,10 +167,13 @@ EXPERIMENTS = [
         claim=CLAIM,
         dataset="mnist1d", teacher=TEACHER, student=CNN_STUDENT, teacher_config=CNN_TEACHER_CONFIG,
         student_config=TrainConfig(epochs=100, lr=3e-3),
-        arms=ARMS,
+        arms=(BASELINE, KD, dkd_arm(CNN_BETA)),
+        selection="β = 8, the paper's CIFAR-100 value, untuned: the validation search for this student was "
+                  "stopped to stay within the benchmark's CPU budget after one candidate (β=0.5: mean "
+                  "validation accuracy 0.966 over the pilot seeds), so no choice was made on our data.",
         notes="The regime of attention_transfer (teacher and student shared through the cache; Adam lr 3e-3 "
               "and 100 epochs from that hard-label baseline's convergence): a student that, unlike the MLP, "
-              "fits the training set, as the paper's CIFAR students do. Same KD and DKD settings as above. "
+              "fits the training set, as the paper's CIFAR students do. Same KD settings; DKD with the paper's β = 8. "
               "Exploratory seeds 0-1: DKD −0.8 and +1.4 points against KD.",
     ),
 ]

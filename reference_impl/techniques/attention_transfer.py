@@ -118,6 +118,7 @@ EXPERIMENTS = [
                     "every student, NIN and WRN pairs, relative to the student trained alone)",
                     treatment="at", reference="baseline"),
         dataset="mnist1d", teacher=TEACHER, student=STUDENT, teacher_config=TEACHER_CONFIG,
+        max_seeds=5,  # CPU budget: a CNN student costs about four MLP students per seed
         student_config=TrainConfig(epochs=100, lr=3e-3),
         arms=(BASELINE,
               Arm("at", "CE + β/2·AT on both conv blocks, β=1000, p=2", at_student),

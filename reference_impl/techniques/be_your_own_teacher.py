@@ -245,6 +245,7 @@ EXPERIMENTS = [
                     "arXiv:1905.08094, section 4, Table 1 (and abstract)",
                     treatment="byot", reference="baseline"),
         dataset="mnist1d", teacher=TEACHER, student=NETWORK,
+        max_seeds=5,  # CPU budget: a CNN student costs about four MLP students per seed
         student_config=TrainConfig(epochs=100),
         arms=(BASELINE, byot_arm(FEATURE_WEIGHT)),
         selection="λ = 0.17 was not tuned on any split: it is the authors' code weight (0.03 on an un-squared "

@@ -162,6 +162,7 @@ EXPERIMENTS = [
                     "trained with KD or back-propagation)",
                     treatment="fitnets", reference="kd"),
         dataset="mnist1d", teacher=TEACHER, student=STUDENT, teacher_config=TEACHER_CONFIG,
+        max_seeds=5,  # CPU budget: a CNN student costs about four MLP students per seed
         student_config=TrainConfig(epochs=100, lr=3e-3),
         arms=(BASELINE,
               Arm("kd", "KD alone: Eq. (2), τ=3, λ 4→1", kd_student),

@@ -185,3 +185,29 @@ def test_a_custom_arm_sees_its_own_seed_subset(monkeypatch):
 
 def test_claim_dataclass_still_names_its_arms():
     assert Claim("x", "y", "a", "b").reference == "b" and isinstance(Path("."), Path)
+
+
+def test_verify_reruns_the_stored_seeds_and_catches_a_changed_result(written, tmp_path):
+    from reference_impl.harness.verify import verify
+    directory, module, _ = written
+    lines: list[str] = []
+    assert verify(module, directory, log=lines.append)  # deterministic on one machine: reproduces
+    text = "\n".join(lines)
+    assert "re-running seeds (0, 1, 2)" in text and "inside the interval" in text and "same" in text
+    assert "stored on:" in text and "this one:" in text
+    # a stored result whose interval excludes what the code produces now is not reproduced
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for path in directory.iterdir():
+        (tampered / path.name).write_bytes(path.read_bytes())
+    ttl = tampered / "soft_targets.ttl"
+    store = ox.Store()
+    store.load(path=str(ttl), format=ox.RdfFormat.TURTLE)
+    for quad in list(store.quads_for_pattern(None, ox.NamedNode(KDO + "ciLow"), None)):
+        store.remove(quad)
+        store.add(ox.Quad(quad.subject, quad.predicate, ox.Literal("0.5", datatype=quad.object.datatype)))
+    ttl.write_bytes(store.dump(format=ox.RdfFormat.TURTLE, from_graph=ox.DefaultGraph()))
+    lines.clear()
+    assert not verify(module, tampered, log=lines.append)
+    assert "OUTSIDE the interval" in "\n".join(lines)
+    assert not verify(module, tmp_path / "nothing", log=lines.append)

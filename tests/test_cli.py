@@ -142,6 +142,27 @@ def test_serve_says_serving_only_once_bound(paths, built):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_run_list_shows_experiments_and_their_expected_time():
+    result = CliRunner().invoke(main, ["run", "--list"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert "soft_targets" in lines
+    row = next(line for line in lines if line.strip().startswith("soft-vs-hard"))
+    assert "Soft targets vs hard labels" in row and ("about" in row or "not measured" in row)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "soft_targets", "--seeds", "2"], "at least 3 seeds"),
+    (["bench", "soft_targets", "--verify", "--seeds", "3"], "takes no --seeds"),
+    (["bench"], "name a technique"),
+    (["bench", "nope"], "unknown technique"),
+    (["run", "soft_targets", "--epochs", "0"], "--epochs"),
+])
+def test_bench_and_run_refuse_bad_options(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
 def test_run_rejects_an_unknown_experiment_naming_the_valid_ones():
     result = CliRunner().invoke(main, ["run", "soft_targets", "--experiment", "nope"])
     assert result.exit_code == 2 and "no experiment 'nope'" in result.output and "choose one of" in result.output
@@ -149,7 +170,7 @@ def test_run_rejects_an_unknown_experiment_naming_the_valid_ones():
 
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "5"], "--seeds applies to --bench"),
-    (["--bench", "--experiment", "x"], "--experiment applies to a quick run"),
+    (["--bench", "--experiment", "x"], "--experiment, --seed and --epochs apply to a quick run"),
     (["--bench", "--seeds", "1"], "--seeds must be at least 3"),
     (["--experiment", "nope"], "no experiment 'nope'"),
 ])

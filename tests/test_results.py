@@ -70,3 +70,13 @@ def test_verdicts_use_the_adjusted_p_values(built):
         assert row["padj"] >= row["p"] - 1e-9  # adjusting never makes a claim look stronger
         if row["v"] in ("held", "contradicted"):  # decisive after adjustment, so decisive before
             assert row["lo"] > 0 or row["hi"] < 0
+
+
+def test_every_contradicted_or_no_effect_verdict_is_explained(built):
+    unexplained = built.select("""SELECT ?r ?v WHERE {
+        ?r a kdo:BenchmarkResult ; kdo:verdict ?v .
+        FILTER(?v IN ("contradicted", "no practical effect"))
+        FILTER NOT EXISTS { ?r kdo:interpretation ?text } }""")
+    assert not unexplained, f"add an interpretation to results/interpretations.ttl for {unexplained}"
+    orphans = built.select("""SELECT ?r WHERE { ?r kdo:interpretation ?text FILTER NOT EXISTS { ?r kdo:claim ?c } }""")
+    assert not orphans, f"interpretations of results that do not exist: {orphans}"

@@ -99,7 +99,8 @@ def test_technique_page_has_code_command_and_benchmark(site, built):
     for r in results:
         assert f'id="{local(r["r"])}"' in page
         wording = {"held": "The claim held on our data", "contradicted": "The claim did not hold on our data",
-                   "inconclusive": "The claim was not confirmed on our data"}[r["verdict"]]
+                   "no practical effect": "No practical effect on our data",
+                   "inconclusive": "Inconclusive on our data"}[r["verdict"]]
         assert wording in page
         assert "mean ± sd" in page and "95% interval" in page and "p = " in page
     plots = built.select(f"SELECT DISTINCT ?plot WHERE {{ ?r kdo:technique <{impl['t']}> ; kdo:plot ?plot }}")

@@ -19,6 +19,8 @@ import pyoxigraph as ox
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kb.namespaces import KDO  # noqa: E402
+from reference_impl.harness import stats  # noqa: E402
+from reference_impl.harness.bench import family_size  # noqa: E402
 from reference_impl.harness.results import FAMILY_FILE, results_dir  # noqa: E402
 
 QUERY = f"""PREFIX kdo: <{KDO}>
@@ -44,16 +46,18 @@ def main() -> None:
           "| MDE | verdict |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     verdicts = Counter()
+    family = family_size()
     for row in store.query(QUERY):
         v = {name: row[name].value if row[name] is not None else "" for name in
              ("r", "sesoi", "n", "needed", "mean", "sd", "low", "high", "p", "padj", "peq", "peqadj", "mde", "verdict")}
         verdicts[v["verdict"]] += 1
         pts = lambda x: f"{float(x) * 100:+.2f}"  # noqa: E731
+        mde = (f"{float(v['mde']) * 100:.2f}" if v["mde"] else  # fixed seeds: from the run's own spread, marked *
+               f"{stats.minimal_detectable_effect(int(v['n']), float(v['sd']), family_size=family) * 100:.2f}*")
         print(f"| {v['r'].rsplit('/', 1)[-1].replace('--', ' / ')} | {float(v['sesoi']) * 100:g} | {v['n']} "
-              f"({v['needed'] or '-'}) | {pts(v['mean'])} ± {float(v['sd']) * 100:.2f} | [{pts(v['low'])}, "
+              f"({v['needed'] or 'fixed'}) | {pts(v['mean'])} ± {float(v['sd']) * 100:.2f} | [{pts(v['low'])}, "
               f"{pts(v['high'])}] | {float(v['p']):.2g} | {float(v['padj']):.2g} | {float(v['peq']):.2g} | "
-              f"{float(v['peqadj']):.2g} | {float(v['mde']) * 100:.2f} | {v['verdict']} |" if v["mde"] else
-              f"| {v['r']} | … | {v['verdict']} |")
+              f"{float(v['peqadj']):.2g} | {mde} | {v['verdict']} |")
     total = sum(verdicts.values())
     decisive = total - verdicts["inconclusive"]
     print(f"\n{total} claims: " + ", ".join(f"{k} {n}" for k, n in sorted(verdicts.items()))

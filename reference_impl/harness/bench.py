@@ -136,6 +136,7 @@ class Experiment:
     sesoi: float = DEFAULT_SESOI  # smallest effect size of interest, accuracy; fixed before the first run
     sesoi_reason: str = ""  # why, when larger than the default (never widened after seeing results)
     max_seeds: int = 8  # the CPU budget: every benchmark of the project in about an hour on a 2-core CPU
+    teaching_epochs: int = 30  # a teaching run's largest budget (about 2 minutes on a laptop CPU)
     selection: str = ""  # how settings the project chose (not the paper) were chosen on validation
     notes: str = ""
 
@@ -375,7 +376,10 @@ def quick_run(module: ModuleType, experiment_key: str | None = None, *, seed: in
     """The teaching run: one seed of one experiment, printed beside the stored benchmark result."""
     from .results import stored_result_text
     experiment = find_experiment(module, experiment_key)
-    config = replace(experiment.student_config, epochs=epochs) if epochs else None
+    budget = epochs or min(experiment.teaching_epochs, experiment.student_config.epochs)
+    config = replace(experiment.student_config, epochs=budget)
+    print(f"teaching run: at most {budget} epochs (the benchmark allows {experiment.student_config.epochs}; "
+          f"--epochs {experiment.student_config.epochs} to match it)", flush=True)
     t0 = time.perf_counter()
     result = run_experiment(experiment, seeds=(seed,), log=_stderr, config=config)
     print(summary(result))

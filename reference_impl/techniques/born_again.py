@@ -86,6 +86,7 @@ def born_again_student(ctx: Context, generations: int = 1) -> nn.Module:
 EXPERIMENTS = [
     Experiment(
         key="ban-vs-teacher",
+        max_seeds=5,  # CPU budget: the chain of generations trains three students per seed (re-run in one session)
         title="Born-again network vs its own teacher (same architecture, same budget)",
         claim=Claim("Born-again networks, students parameterised identically to their teachers, outperform "
                     "their teachers.",

@@ -99,6 +99,7 @@ def mutual_learning_peer(ctx: Context, n_peers: int = 2) -> nn.Module:
 EXPERIMENTS = [
     Experiment(
         key="dml-vs-independent",
+        max_seeds=5,  # CPU budget: a cohort trains two students per seed (re-run in one session)
         title="Deep mutual learning: a peer of a two-network cohort vs the same network trained alone",
         claim=Claim("Every network trained with deep mutual learning in a cohort performs better than the same "
                     "network trained independently with the conventional supervised loss.",

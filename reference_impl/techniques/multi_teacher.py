@@ -165,6 +165,7 @@ def multi_teacher_student(ctx: Context, *, weighted: bool, temperature: float = 
 EXPERIMENTS = [
     Experiment(
         key="multi-vs-single",
+        max_seeds=5,  # CPU budget: four arms per seed (re-run in one session)
         title="Three teachers vs one teacher, same student, same soft-target loss",
         claim=Claim("A student distilled from several teacher networks, through their averaged softened "
                     "outputs, generalises better than the same student distilled from a single teacher.",

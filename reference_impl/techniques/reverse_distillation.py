@@ -199,6 +199,7 @@ WEAK_TEACHER_CONFIG = TrainConfig(epochs=100)  # trained as long as the students
 EXPERIMENTS = [
     Experiment(
         key="weak-teacher",
+        max_seeds=5,  # CPU budget: two experiments of three or four arms (re-run in one session)
         title="A smaller, weaker teacher teaches a larger student (Re-KD), and a poorly trained one (De-KD)",
         claim=Claim("A weaker teacher, smaller or poorly trained and less accurate than the student, still "
                     "improves the student through knowledge distillation.",
@@ -225,6 +226,7 @@ EXPERIMENTS = [
     ),
     Experiment(
         key="teacher-free",
+        max_seeds=5,  # CPU budget: two experiments of three or four arms (re-run in one session)
         title="Tf-KD_reg: a hand-designed distribution as the teacher, vs no regularisation and label smoothing",
         claim=Claim("Training with the manually designed regularisation distribution as a virtual teacher "
                     "(Tf-KD_reg) improves the student over normal training without a teacher.",

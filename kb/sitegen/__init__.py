@@ -105,7 +105,7 @@ def navigation(m: model_mod.Model) -> list:
         {"Taxonomy": ["taxonomy/index.md"] + [{a.label: f"taxonomy/{a.name}.md"} for a in m.axes.values()]},
         {"Concepts": concepts},
         {"Papers": papers},
-        {"Results": "results/index.md"},
+        {"Results": ["results/index.md", {"When does distillation help?": "regimes/index.md"}]},
         {"SPARQL cookbook": "cookbook/index.md"},
         {"Data": [{"Downloads": "downloads/index.md"}, {"Implementations": "implementations/index.md"},
                   {"Facts": "facts/index.md"}, {"Sources": "sources/index.md"}]},

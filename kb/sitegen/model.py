@@ -236,6 +236,42 @@ class Result:
 
 
 @dataclass
+class RegimePoint:
+    iri: str
+    axes: list[str]  # the curves it lies on: "labelled fraction", "student size"
+    fraction: float
+    student_model: str
+    parameters: int
+    epochs: int | None
+    n_seeds: int
+    accuracy: float  # the technique's mean test accuracy
+    baseline: float  # the hard-label student's, same setting
+    mean_difference: float
+    sd_difference: float | None
+    ci_low: float
+    ci_high: float
+
+
+@dataclass
+class RegimeCurve:
+    """A technique's gain over hard labels across labelled fractions and student sizes."""
+    iri: str
+    technique: str
+    implementation: str
+    arm_label: str
+    dataset: str
+    teacher_model: str
+    plot: str
+    points: list[RegimePoint]
+    run: dict[str, str] = field(default_factory=dict)
+
+    def on(self, axis: str) -> list[RegimePoint]:
+        """The points of one curve, in the order of its x axis."""
+        key = (lambda p: p.fraction) if axis == "labelled fraction" else (lambda p: p.parameters)
+        return sorted((p for p in self.points if axis in p.axes), key=key)
+
+
+@dataclass
 class Model:
     """Everything the site shows, keyed by IRI."""
     concepts: dict[str, Concept]
@@ -248,6 +284,7 @@ class Model:
     labels: dict[str, str]
     ontology: dict[str, str]
     counts: dict[str, int]
+    regimes: dict[str, RegimeCurve] = field(default_factory=dict)  # keyed by technique IRI
 
     def label(self, iri: str) -> str:
         return self.labels.get(iri) or local(iri)
@@ -323,6 +360,18 @@ ARMS = """
 SELECT ?r ?arm ?prop ?o WHERE { ?r a kdo:BenchmarkResult ; kdo:hasArm ?arm . ?arm ?prop ?o }
 """
 
+REGIME_CURVES = """
+SELECT ?curve ?prop ?o WHERE { ?curve a kdo:RegimeCurve ; ?prop ?o }
+"""
+
+REGIME_POINTS = """
+SELECT ?curve ?point ?prop ?o WHERE { ?curve a kdo:RegimeCurve ; kdo:hasPoint ?point . ?point ?prop ?o }
+"""
+
+REGIME_RUNS = """
+SELECT ?curve ?prop ?o WHERE { ?curve a kdo:RegimeCurve ; prov:wasGeneratedBy ?run . ?run ?prop ?o }
+"""
+
 SEED_SCORES = """
 SELECT ?arm ?seed ?value WHERE { ?arm a kdo:ArmResult ; kdo:evaluation ?e . ?e kdo:seed ?seed ; mls:hasValue ?value }
 """
@@ -384,6 +433,7 @@ def load(base: KnowledgeBase) -> Model:
     facts = _facts(base)
     implementations = _implementations(base)
     results = _results(base)
+    regimes = _regimes(base)
 
     # Inverse links, computed once from what was read.
     for c in concepts.values():
@@ -427,7 +477,8 @@ def load(base: KnowledgeBase) -> Model:
 
     ontology = {local(r["prop"]): r["o"] for r in base.select(ONTOLOGY)}
     counts = {k: int(v) for k, v in base.select(PAGE_COUNTS)[0].items()}
-    return Model(concepts, axes, papers, sources, facts, implementations, results, labels, ontology, counts)
+    return Model(concepts, axes, papers, sources, facts, implementations, results, labels, ontology, counts,
+                 regimes)
 
 
 def _concepts(base: KnowledgeBase) -> dict[str, Concept]:
@@ -604,5 +655,38 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
     return dict(sorted(out.items(), key=lambda kv: kv[1].key))
 
 
-__all__ = ["Model", "Concept", "Axis", "Paper", "Source", "Fact", "Implementation", "Result", "Arm", "load",
+def _regimes(base: KnowledgeBase) -> dict[str, RegimeCurve]:
+    curves = _grouped(base.select(REGIME_CURVES), "curve")
+    point_rows = base.select(REGIME_POINTS)
+    point_props = _grouped(point_rows, "point")
+    points_of: dict[str, list[str]] = defaultdict(list)
+    for r in point_rows:
+        if r["point"] not in points_of[r["curve"]]:
+            points_of[r["curve"]].append(r["point"])
+    runs = _grouped(base.select(REGIME_RUNS), "curve")
+    out = {}
+    for iri, v in curves.items():
+        points = []
+        for p_iri in points_of.get(iri, []):
+            p = point_props[p_iri]
+            points.append(RegimePoint(
+                iri=p_iri, axes=sorted(str(a) for a in p.get(KDO + "regimeAxis", [])),
+                fraction=float(_first(p, KDO + "labelledFraction", 1.0)), student_model=_first(p, KDO + "studentModel"),
+                parameters=int(_first(p, KDO + "parameters", 0)), epochs=_int(_first(p, KDO + "studentEpochs", None)),
+                n_seeds=int(_first(p, KDO + "nSeeds", 0)), accuracy=float(_first(p, KDO + "meanAccuracy", 0.0)),
+                baseline=float(_first(p, KDO + "baselineAccuracy", 0.0)),
+                mean_difference=float(_first(p, KDO + "meanDifference", 0.0)),
+                sd_difference=_float(_first(p, KDO + "sdDifference", None)),
+                ci_low=float(_first(p, KDO + "ciLow", 0.0)), ci_high=float(_first(p, KDO + "ciHigh", 0.0)),
+            ))
+        technique = _first(v, KDO + "technique")
+        run = {local(k): str(vals[0]) for k, vals in runs.get(iri, {}).items() if vals and not str(vals[0]).startswith("http")}
+        out[technique] = RegimeCurve(
+            iri=iri, technique=technique, implementation=_first(v, KDO + "implementation"),
+            arm_label=_first(v, KDO + "armLabel"), dataset=_first(v, KDO + "dataset"),
+            teacher_model=_first(v, KDO + "teacherModel"), plot=_first(v, KDO + "plot"), points=points, run=run)
+    return out
+
+
+__all__ = ["Model", "Concept", "Axis", "Paper", "Source", "Fact", "Implementation", "Result", "Arm", "RegimeCurve", "RegimePoint", "load",
            "local", "ROLES", "FACT_KINDS", "PAGE_COUNTS"]

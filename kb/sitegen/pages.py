@@ -33,6 +33,7 @@ from ..formats import serialize_rdf
 from ..namespaces import BASE, KD, PREFIXES, compact
 from ..store import KnowledgeBase
 from . import code as codemod
+from .curves import curve_svg, summary as curve_summary
 from .forest import forest_svg
 from .model import FACT_KINDS, ROLES, Model, Result, local
 
@@ -309,6 +310,14 @@ class SiteWriter:
         results = [m.results[r] for c in sorted(found) for r in m.concepts[c].results]
         return forest_svg(results, m.labels)
 
+    def regime_of(self, iri: str) -> dict | None:
+        """The technique's regime curve with its two SVG charts and summary (None if unmeasured)."""
+        curve = self.m.regimes.get(iri)
+        if curve is None:
+            return None
+        return {"curve": curve, "summary": curve_summary(curve),
+                "svgs": {axis: curve_svg([curve], axis, self.m.labels) for axis in ("labelled fraction", "student size")}}
+
     def copy_forest(self, results: list[Result]) -> str | None:
         """The forest plot of every claim (results/forest.png, beside the results' own plots)."""
         for result in results:
@@ -407,13 +416,17 @@ class SiteWriter:
             self.render("concept.md.j2", f"concepts/{c.name}.md", c=c, rdf=rdf, RDF_FORMATS=RDF_FORMATS,
                         diagram=self.neighbourhood(c.iri), implementations=impls,
                         results=[m.results[r] for r in c.results], plots=plots,
-                        category_forest=self.category_forest(c.iri))
+                        category_forest=self.category_forest(c.iri), regime=self.regime_of(c.iri))
         self.render("papers.md.j2", "papers/index.md")
         for p in m.papers.values():
             rdf = self.write_rdf(p.iri, "papers")
             self.render("paper.md.j2", f"papers/{p.key}.md", p=p, rdf=rdf, RDF_FORMATS=RDF_FORMATS)
         self.render("results.md.j2", "results/index.md", results=results, plots=plots, forest=forest,
                     forest_svg=forest_svg(results, m.labels))
+        curves = sorted(m.regimes.values(), key=lambda c: m.label(c.technique).lower())
+        self.render("regimes.md.j2", "regimes/index.md", curves=curves,
+                    svgs={axis: curve_svg(curves, axis, m.labels) for axis in ("labelled fraction", "student size")},
+                    summaries={c.iri: curve_summary(c) for c in curves})
         self.render("cookbook.md.j2", "cookbook/index.md", queries=queries)
         self.render("facts.md.j2", "facts/index.md")
         self.render("sources.md.j2", "sources/index.md")

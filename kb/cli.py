@@ -206,14 +206,23 @@ def serve_cmd(host: str | None, port: int | None, data_dir: Path | None, timeout
 @click.option("--seed", type=int, default=0, show_default=True, help="The seed of the one-seed run.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="The largest epoch budget (default: the experiment's; the epoch is chosen on validation).")
+@click.option("--temperature", type=float, default=None,
+              help="The distillation temperature of the experiment's arms for this run (default: their own, "
+                   "as in the stored result); only for experiments whose arms soften with a temperature.")
 @click.option("--list", "list_all", is_flag=True, help="List the technique modules, their experiments and times.")
-def run_cmd(technique: str | None, experiment: str | None, seed: int, epochs: int | None, list_all: bool) -> None:
+def run_cmd(technique: str | None, experiment: str | None, seed: int, epochs: int | None,
+            temperature: float | None, list_all: bool) -> None:
     """Quick teaching run of one technique: one seed of one experiment, printed beside the
     stored multi-seed benchmark result of the same experiment.
+
+    --temperature T replaces the distillation temperature of the experiment's arms for this
+    one run (the stored result keeps its own, so the two are no longer like for like);
+    `kd bench` always uses each experiment's own.
 
     \b
     kd run --list
     kd run soft_targets
+    kd run soft_targets --temperature 2
     kd run decoupled_kd --experiment dkd-vs-kd-cnn --seed 3
     """
     from reference_impl import registry  # torch is imported here, never by the server
@@ -232,12 +241,12 @@ def run_cmd(technique: str | None, experiment: str | None, seed: int, epochs: in
         module = registry.load(technique)
     except ValueError as exc:
         _fail(str(exc), 2)
-    from reference_impl.harness.bench import find_experiment, quick_run
-    try:
-        find_experiment(module, experiment)
+    from reference_impl.harness.bench import check_temperature, find_experiment, quick_run
+    try:  # the options are checked before anything runs; an error in training stays a traceback
+        check_temperature(module, find_experiment(module, experiment), temperature)
     except ValueError as exc:
         _fail(str(exc), 2)
-    quick_run(module, experiment, seed=seed, epochs=epochs)
+    quick_run(module, experiment, seed=seed, epochs=epochs, temperature=temperature)
 
 
 @main.command("bench")
@@ -284,6 +293,37 @@ def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None, res
     click.echo(f"writing results to {directory}")
     for module in modules:
         benchmark(module, tuple(range(seeds)) if seeds else None, directory=directory)
+
+
+@main.command("regimes")
+@click.argument("techniques", nargs=-1)
+@click.option("--seeds", type=int, default=None,
+              help="How many seeds per point (at least 3; default 5: seeds 0-4).")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write regimes.ttl and regimes.png (default: KD_RESULTS_DIR, else results/).")
+def regimes_cmd(techniques: tuple[str, ...], seeds: int | None, results_dir: Path | None) -> None:
+    """Regime curves: each technique's gain over hard labels by labelled fraction
+    (1-100%) and by student size (MLP 16, 64, 256). About 30 minutes on a 2-core CPU.
+
+    \b
+    kd regimes                              soft targets, DKD, RKD and SP
+    kd regimes soft_targets --seeds 3
+    """
+    from reference_impl.harness import regimes
+    from reference_impl.harness.results import results_dir as resolve_results_dir
+    from reference_impl.harness.stats import MIN_SEEDS
+
+    names = techniques or tuple(regimes.TECHNIQUES)
+    unknown = [n for n in names if n not in regimes.TECHNIQUES]
+    if unknown:
+        _fail(f"no regime curve for {', '.join(unknown)}: choose among {', '.join(regimes.TECHNIQUES)}", 2)
+    if seeds is not None and seeds < MIN_SEEDS:
+        _fail(f"regime curves need at least {MIN_SEEDS} seeds per point, got {seeds}", 2)
+    if results_dir is not None and not results_dir.parent.exists():
+        _fail(f"--results-dir: {results_dir.parent} does not exist", 2)
+    directory = resolve_results_dir(results_dir)
+    click.echo(f"writing results to {directory}")
+    regimes.main(names, tuple(range(seeds)) if seeds else regimes.SEEDS, directory)
 
 
 @main.group("site")

@@ -3,6 +3,8 @@ the teaching run's output. The statistics themselves are pinned in test_stats.py
 
 from __future__ import annotations
 
+import inspect
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,13 +13,15 @@ import pytest
 import torch
 
 from kb.namespaces import KDO
-from reference_impl.harness import TrainConfig, bench, stats
-from reference_impl.harness.bench import (Arm, Claim, Experiment, benchmark, plan_seeds, run_cli, run_experiment,
-                                          student_split)
+from reference_impl import registry
+from reference_impl.harness import (Context, ModelSpec, Split, TrainConfig, bench, build_model, predict_logits,
+                                    stats)
+from reference_impl.harness.bench import (BASELINE, Arm, Claim, Experiment, benchmark, plan_seeds, run_cli,
+                                          run_experiment, student_split)
 from reference_impl.harness.data import load_split
 from reference_impl.harness.results import (FAMILY_FILE, adjust_family, read_claims, stored_result_text,
                                             update_family, write_results)
-from reference_impl.techniques import soft_targets
+from reference_impl.techniques import born_again, reverse_distillation, soft_targets
 
 FAST = TrainConfig(epochs=1)
 
@@ -211,3 +215,136 @@ def test_verify_reruns_the_stored_seeds_and_catches_a_changed_result(written, tm
     assert not verify(module, tampered, log=lines.append)
     assert "OUTSIDE the interval" in "\n".join(lines)
     assert not verify(module, tmp_path / "nothing", log=lines.append)
+
+
+# ---------------------------------------------------------------- the teaching run's --temperature
+def toy_context(temperature: float | None = None) -> Context:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 8, generator=g), torch.randint(0, 3, (40,), generator=g)
+    split = Split("toy", x, y, x, y, 3, (8,))
+    torch.manual_seed(1)
+    teacher = build_model(ModelSpec("mlp", hidden=(6,)), split).eval()
+    return Context(split, teacher, predict_logits(teacher, x), ModelSpec("mlp", hidden=(4,)), FAST, seed=0,
+                   temperature=temperature)
+
+
+def test_softening_returns_the_arms_own_temperature_unless_overridden():
+    assert toy_context().softening(4.0) == 4.0 and toy_context().softening(20.0) == 20.0
+    assert toy_context(2.0).softening(4.0) == 2.0 and toy_context(2.0).softening(20.0) == 2.0
+
+
+def test_experiments_declare_a_positive_temperature_or_none():
+    base = soft_targets.EXPERIMENTS[0]
+    assert base.temperature == 4.0 and born_again.EXPERIMENTS[0].temperature is None
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be None or a number > 0"):
+            replace(base, temperature=bad)
+
+
+@pytest.fixture
+def recorded_temperatures(monkeypatch):
+    """The temperature every soft-target loss is built with (soft_targets.distilled_student's)."""
+    seen: list[float] = []
+
+    class Recording(soft_targets.CachedSoftTargets):
+        def __init__(self, *args, temperature, **kwargs):
+            seen.append(temperature)
+            super().__init__(*args, temperature=temperature, **kwargs)
+
+    monkeypatch.setattr(soft_targets, "CachedSoftTargets", Recording)
+    return seen
+
+
+def test_the_override_reaches_the_loss(recorded_temperatures):
+    arm = soft_targets.EXPERIMENTS[0].arm("distilled")  # distilled_student(ctx, temperature=4.0, ...)
+    arm.train(toy_context())
+    arm.train(toy_context(2.0))
+    assert recorded_temperatures == [4.0, 2.0]
+
+
+def test_run_experiment_puts_the_override_into_every_context():
+    seen = []
+
+    def record(ctx):
+        seen.append((ctx.seed, ctx.temperature, ctx.softening(4.0)))
+        return ctx.new_student()  # untrained: only the context matters here
+
+    experiment = replace(tiny(soft_targets.EXPERIMENTS[0]), arms=(BASELINE, Arm("distilled", "records", record)))
+    run_experiment(experiment, seeds=(0, 1), arms=("distilled",), log=lambda line: None, temperature=2.5)
+    run_experiment(experiment, seeds=(0,), arms=("distilled",), log=lambda line: None)
+    assert seen == [(0, 2.5, 2.5), (1, 2.5, 2.5), (0, None, 4.0)]
+
+
+def test_label_smoothing_keeps_its_temperature_of_one_under_the_override(monkeypatch):
+    seen = []
+    real = reverse_distillation.tfkd_reg_loss
+
+    def recording(*args, temperature, **kwargs):
+        seen.append(temperature)
+        return real(*args, temperature=temperature, **kwargs)
+
+    monkeypatch.setattr(reverse_distillation, "tfkd_reg_loss", recording)
+    free = next(e for e in reverse_distillation.EXPERIMENTS if e.key == "teacher-free")
+    for key in ("tfkd_reg", "label_smoothing"):
+        seen.clear()
+        free.arm(key).train(toy_context(2.0))
+        assert set(seen) == {2.0 if key == "tfkd_reg" else 1.0}, key
+
+
+def test_quick_run_says_the_temperature_differs_from_the_stored_result(monkeypatch, capsys):
+    class Stop(Exception):
+        pass
+
+    passed = []
+
+    def fake_run(experiment, seeds, log, config, temperature):
+        passed.append((seeds, temperature))
+        raise Stop
+
+    monkeypatch.setattr(bench, "run_experiment", fake_run)
+    with pytest.raises(Stop):
+        bench.quick_run(soft_targets, "soft-vs-hard", seed=3, temperature=2.0)
+    assert passed == [((3,), 2.0)]
+    out = capsys.readouterr().out
+    assert "temperature T = 2 (the experiment's: 4); the stored result below used 4" in out
+
+
+def test_quick_run_refuses_a_temperature_where_no_arm_softens_with_one():
+    with pytest.raises(ValueError, match="does not apply to born_again / ban-vs-teacher: no arm"):
+        bench.quick_run(born_again, temperature=2.0)
+    with pytest.raises(ValueError, match="must be a number > 0, got 0"):
+        bench.quick_run(soft_targets, temperature=0.0)
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    (born_again, ["--temperature", "2"], "--temperature does not apply to born_again / ban-vs-teacher"),
+    (soft_targets, ["--bench", "--temperature", "2"], "--temperature applies to a quick run"),
+    (soft_targets, ["--temperature", "0"], "--temperature must be a number > 0, got 0"),
+    (soft_targets, ["--temperature", "-1"], "--temperature must be a number > 0, got -1"),
+    (soft_targets, ["--temperature", "nan"], "--temperature must be a number > 0, got nan"),
+])
+def test_module_command_line_refuses_a_temperature_that_does_not_apply(module, argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli(module, argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def _sources_calling_softening(module) -> bool:
+    """Whether the module, or a technique module it takes a function from, calls ctx.softening."""
+    modules = {module} | {sys.modules[obj.__module__] for obj in vars(module).values()
+                          if callable(obj) and getattr(obj, "__module__", "").startswith("reference_impl.techniques.")}
+    return any("ctx.softening(" in inspect.getsource(m) for m in modules)
+
+
+def test_every_experiment_with_a_temperature_lets_the_override_reach_its_arms():
+    declared = {}
+    for name in registry.technique_names():
+        module = registry.load(name)
+        for experiment in module.EXPERIMENTS:
+            if experiment.temperature is not None:
+                declared[f"{name}/{experiment.key}"] = experiment.temperature
+                assert _sources_calling_softening(module), f"{name}/{experiment.key}"
+    # the techniques defined with temperature 1 (or none) declare none: --temperature is refused there
+    for name in ("born_again", "deep_mutual_learning", "munge"):
+        assert all(e.temperature is None for e in registry.load(name).EXPERIMENTS), name
+    assert declared["soft_targets/soft-vs-hard"] == 4.0 and declared["reverse_distillation/teacher-free"] == 20.0

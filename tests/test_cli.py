@@ -157,6 +157,11 @@ def test_run_list_shows_experiments_and_their_expected_time():
     (["bench"], "name a technique"),
     (["bench", "nope"], "unknown technique"),
     (["run", "soft_targets", "--epochs", "0"], "--epochs"),
+    (["run", "soft_targets", "--temperature", "0"], "error: --temperature must be a number > 0, got 0"),
+    (["run", "soft_targets", "--temperature", "-2"], "error: --temperature must be a number > 0, got -2"),
+    (["run", "born_again", "--temperature", "2"],
+     "error: --temperature does not apply to born_again / ban-vs-teacher: no arm of this experiment softens"),
+    (["bench", "soft_targets", "--temperature", "2"], "No such option"),  # a teaching-run option only
 ])
 def test_bench_and_run_refuse_bad_options(args, message):
     result = CliRunner().invoke(main, args)
@@ -173,6 +178,7 @@ def test_run_rejects_an_unknown_experiment_naming_the_valid_ones():
     (["--bench", "--experiment", "x"], "--experiment, --seed and --epochs apply to a quick run"),
     (["--bench", "--seeds", "1"], "--seeds must be at least 3"),
     (["--experiment", "nope"], "no experiment 'nope'"),
+    (["--bench", "--temperature", "2"], "--temperature applies to a quick run"),
 ])
 def test_module_command_line_refuses_what_does_not_apply(args, message):
     import subprocess
@@ -181,3 +187,9 @@ def test_module_command_line_refuses_what_does_not_apply(args, message):
     done = subprocess.run([sys.executable, "-m", "reference_impl.techniques.soft_targets", *args],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_run_help_documents_the_temperature_override():
+    result = CliRunner().invoke(main, ["run", "--help"])
+    assert result.exit_code == 0 and "--temperature" in result.output
+    assert "kd run soft_targets --temperature 2" in result.output and "kd bench" in result.output

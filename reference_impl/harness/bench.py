@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -74,6 +75,13 @@ class Context:
     seed: int
     progress: str = ""  # e.g. "arm 2/3": shown in front of the training bar
     chosen_epochs: list[int] = field(default_factory=list)  # one per fit, chosen on validation
+    temperature: float | None = None  # the teaching run's --temperature override; None: each arm's own
+
+    def softening(self, default: float) -> float:
+        """The distillation temperature an arm trains with: `default` (its own) unless the teaching
+        run overrides it. Arms call it with their own temperature so that `--temperature` reaches
+        them; without an override the value is returned unchanged, so the run is bit-identical."""
+        return default if self.temperature is None else self.temperature
 
     @cached_property
     def teacher_train_features(self) -> Tensor:
@@ -137,6 +145,9 @@ class Experiment:
     sesoi_reason: str = ""  # why, when larger than the default (never widened after seeing results)
     max_seeds: int = 8  # the CPU budget: every benchmark of the project in about an hour on a 2-core CPU
     teaching_epochs: int = 30  # a teaching run's largest budget (about 2 minutes on a laptop CPU)
+    # The softening temperature its distillation arms use (None: no arm softens a distribution with a
+    # temperature, so --temperature does not apply). A teaching run's --temperature replaces it.
+    temperature: float | None = None
     selection: str = ""  # how settings the project chose (not the paper) were chosen on validation
     notes: str = ""
 
@@ -145,6 +156,8 @@ class Experiment:
             raise ValueError(f"{self.key}: sesoi must be an accuracy difference in (0, 1), got {self.sesoi!r}")
         if self.sesoi > DEFAULT_SESOI and not self.sesoi_reason.strip():
             raise ValueError(f"{self.key}: a SESOI above {DEFAULT_SESOI:g} needs a reason (sesoi_reason)")
+        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"{self.key}: temperature must be None or a number > 0, got {self.temperature!r}")
         if self.max_seeds < stats.MIN_SEEDS:
             raise ValueError(f"{self.key}: max_seeds must be at least {stats.MIN_SEEDS}, got {self.max_seeds}")
         keys = [a.key for a in self.arms]
@@ -237,9 +250,11 @@ def student_split(full: Split, experiment: Experiment, seed: int) -> Split:
 
 def run_experiment(experiment: Experiment, seeds: tuple[int, ...] | None = None,
                    arms: tuple[str, ...] | None = None, log: Callable[[str], None] = print,
-                   config: TrainConfig | None = None) -> ExperimentResult:
+                   config: TrainConfig | None = None, temperature: float | None = None) -> ExperimentResult:
     """Every chosen arm on every seed. `log` gets one line per arm and seed, with the elapsed
-    time and an estimate of what is left (readable when the output is not a terminal)."""
+    time and an estimate of what is left (readable when the output is not a terminal).
+    `temperature` overrides the arms' distillation temperature (`Context.softening`; a teaching
+    run's --temperature, never a benchmark's)."""
     started = time.time()
     seeds = tuple(seeds if seeds is not None else range(MIN_REPORTED_SEEDS))
     if not seeds:
@@ -253,7 +268,7 @@ def run_experiment(experiment: Experiment, seeds: tuple[int, ...] | None = None,
     for seed in seeds:
         split = student_split(full, experiment, seed)
         ctx = Context(split, teacher, predict_logits(teacher, split.x_train), experiment.student,
-                      replace(config or experiment.student_config, seed=seed), seed)
+                      replace(config or experiment.student_config, seed=seed), seed, temperature=temperature)
         for i, arm in enumerate(chosen, 1):
             ctx.progress, ctx.chosen_epochs = f"arm {i}/{len(chosen)}", []
             t0 = time.perf_counter()
@@ -287,6 +302,13 @@ def validation_scores(experiment: Experiment, arm: Arm, seeds: tuple[int, ...] =
                       replace(experiment.student_config, seed=seed), seed)
         scores.append(evaluate(arm.train(ctx), full.x_val, full.y_val).accuracy)
     return scores
+
+
+def budget_binds(chosen_epochs: list[int], budget: int) -> bool:
+    """Whether the largest budget bound: validation chose an epoch in its last 10% for at least
+    half of the seeds, so the arm may still have been improving when the budget ran out."""
+    late = sum(e > 0.9 * budget for e in chosen_epochs)
+    return bool(chosen_epochs) and 2 * late >= len(chosen_epochs)
 
 
 def family_size() -> int:
@@ -337,6 +359,11 @@ def summary(result: ExperimentResult) -> str:
                      f"{np.mean(epochs):.0f}" if epochs else "-"])
     text = [f"{e.title}  [{e.dataset}, labelled fraction {e.labelled_fraction:g}, seeds {result.seeds}]",
             _table(["", "model", "params", "test accuracy", "agree w/ teacher", "ECE", "epoch"], rows)]
+    bound = [arm.key for arm in result.arms
+             if budget_binds([per_seed[-1] for per_seed in arm.chosen_epochs if per_seed], e.student_config.epochs)]
+    if bound and n >= stats.MIN_SEEDS:
+        text.append(f"budget: validation chose one of the last 10% of the {e.student_config.epochs} epochs for most "
+                    f"seeds of {', '.join(bound)}: still improving when the budget ran out")
     claim = e.claim
     text.append(f"claim: {claim.text} ({claim.source})")
     if result.test is not None:
@@ -371,20 +398,43 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def check_temperature(module: ModuleType, experiment: Experiment, temperature: float | None) -> None:
+    """A teaching run's --temperature must be a number > 0, for an experiment whose arms soften
+    with a temperature (ValueError otherwise, naming the experiment)."""
+    if temperature is None:
+        return
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"--temperature must be a number > 0, got {temperature:g}")
+    if experiment.temperature is None:
+        spec = getattr(module, "__spec__", None)  # under `python -m`, __name__ is "__main__"
+        name = (spec.name if spec is not None else module.__name__).rsplit(".", 1)[-1]
+        raise ValueError(f"--temperature does not apply to {name} / {experiment.key}: no arm of this experiment "
+                         "softens a distribution with a distillation temperature")
+
+
 def quick_run(module: ModuleType, experiment_key: str | None = None, *, seed: int = 0,
-              epochs: int | None = None) -> ExperimentResult:
-    """The teaching run: one seed of one experiment, printed beside the stored benchmark result."""
+              epochs: int | None = None, temperature: float | None = None) -> ExperimentResult:
+    """The teaching run: one seed of one experiment, printed beside the stored benchmark result.
+    `temperature` replaces the distillation temperature of the experiment's arms for this run."""
     from .results import stored_result_text
     experiment = find_experiment(module, experiment_key)
+    check_temperature(module, experiment, temperature)
     budget = epochs or min(experiment.teaching_epochs, experiment.student_config.epochs)
     config = replace(experiment.student_config, epochs=budget)
     print(f"teaching run: at most {budget} epochs (the benchmark allows {experiment.student_config.epochs}; "
           f"--epochs {experiment.student_config.epochs} to match it)", flush=True)
+    changed = temperature is not None and temperature != experiment.temperature
+    if changed:
+        print(f"temperature T = {temperature:g} (the experiment's: {experiment.temperature:g}); the stored result "
+              f"below used {experiment.temperature:g}, so the comparison is not like for like", flush=True)
     t0 = time.perf_counter()
-    result = run_experiment(experiment, seeds=(seed,), log=_stderr, config=config)
+    result = run_experiment(experiment, seeds=(seed,), log=_stderr, config=config, temperature=temperature)
     print(summary(result))
     print(COLUMNS)
     print(f"({time.perf_counter() - t0:.1f} s on this machine; one seed is a demonstration, not evidence)")
+    if changed:
+        print(f"(this run: temperature {temperature:g}; the arms' labels and the stored result: "
+              f"{experiment.temperature:g})")
     print()
     print(stored_result_text(module, experiment))
     return result
@@ -394,8 +444,9 @@ def benchmark(module: ModuleType, seeds: tuple[int, ...] | None = None, write: b
               directory=None) -> list[ExperimentResult]:
     """Every experiment of the module: plan the seeds (unless given), run, write RDF and plots,
     then re-adjust the family of all claims in the results directory."""
-    from .results import results_dir, update_family, write_results
+    from .results import git_commit, results_dir, update_family, write_results
     family = family_size()
+    commit = git_commit(Path(module.__file__))  # the code this run starts from (edits during it do not count)
     results = []
     for experiment in module.EXPERIMENTS:
         print(f"\n== {module.__name__.rsplit('.', 1)[-1]} / {experiment.key}", flush=True)
@@ -409,7 +460,7 @@ def benchmark(module: ModuleType, seeds: tuple[int, ...] | None = None, write: b
         results.append(result)
     if write:
         directory = results_dir(directory)
-        for path in write_results(module, results, directory):
+        for path in write_results(module, results, directory, commit=commit):
             print(f"wrote {path}")
         for path in update_family(directory, family_size=family):
             print(f"wrote {path}")
@@ -417,7 +468,8 @@ def benchmark(module: ModuleType, seeds: tuple[int, ...] | None = None, write: b
 
 
 def run_cli(module: ModuleType, argv: list[str] | None = None) -> None:
-    """`python -m reference_impl.techniques.<name> [--bench] [--seeds N]`."""
+    """`python -m reference_impl.techniques.<name> [--bench] [--seeds N]`, or a quick run
+    `[--experiment KEY] [--seed S] [--epochs E] [--temperature T]`."""
     parser = argparse.ArgumentParser(prog=f"python -m {module.__name__}",
                                      description=(module.__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--bench", action="store_true", help="full benchmark: all experiments, planned seeds, "
@@ -427,11 +479,16 @@ def run_cli(module: ModuleType, argv: list[str] | None = None) -> None:
     parser.add_argument("--experiment", default=None, help="quick run: which experiment (default: the first)")
     parser.add_argument("--seed", type=int, default=0, help="quick run: the seed (default 0)")
     parser.add_argument("--epochs", type=int, default=None, help="quick run: the largest epoch budget")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="quick run: the distillation temperature of the experiment's arms instead of "
+                             "their own (only for an experiment whose arms soften with one)")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     if args.seeds is not None and not args.bench:
         parser.error("--seeds applies to --bench (a quick run uses one seed)")
     if args.bench and (args.experiment is not None or args.seed != 0 or args.epochs is not None):
         parser.error("--experiment, --seed and --epochs apply to a quick run (--bench runs every experiment)")
+    if args.bench and args.temperature is not None:
+        parser.error("--temperature applies to a quick run (--bench uses each experiment's own temperature)")
     if args.seeds is not None and args.seeds < stats.MIN_SEEDS:
         parser.error(f"--seeds must be at least {stats.MIN_SEEDS} (a mean, a spread and a paired test), "
                      f"got {args.seeds}")
@@ -441,12 +498,12 @@ def run_cli(module: ModuleType, argv: list[str] | None = None) -> None:
         benchmark(module, tuple(range(args.seeds)) if args.seeds else None)
         return
     try:
-        find_experiment(module, args.experiment)
+        check_temperature(module, find_experiment(module, args.experiment), args.temperature)
     except ValueError as exc:
         parser.error(str(exc))
-    quick_run(module, args.experiment, seed=args.seed, epochs=args.epochs)
+    quick_run(module, args.experiment, seed=args.seed, epochs=args.epochs, temperature=args.temperature)
 
 
 __all__ = ["Arm", "BASELINE", "Claim", "Context", "Experiment", "ExperimentResult", "SeedPlan", "benchmark",
-           "family_size", "find_experiment", "n_params", "plan_seeds", "quick_run", "run_cli", "run_experiment",
-           "scratch_student", "summary", "validation_scores"]
+           "budget_binds", "check_temperature", "family_size", "find_experiment", "n_params", "plan_seeds", "quick_run", "run_cli",
+           "run_experiment", "scratch_student", "summary", "validation_scores"]

@@ -230,7 +230,10 @@ def plot_results(results: list[ExperimentResult], path: Path, title: str) -> Non
     plt.close(fig)
 
 
-def write_results(module: ModuleType, results: list[ExperimentResult], directory: Path | None = None) -> list[Path]:
+def write_results(module: ModuleType, results: list[ExperimentResult], directory: Path | None = None, *,
+                  commit: str | None = None) -> list[Path]:
+    """`commit`: the code version the run started from (`git_commit` when it started); by default
+    the version now, which is marked as modified if the code changed while the run went on."""
     for r in results:
         if r.test is None:
             raise ValueError(f"{r.experiment.key}: results need at least {stats.MIN_SEEDS} seeds, got {len(r.seeds)}")
@@ -239,7 +242,7 @@ def write_results(module: ModuleType, results: list[ExperimentResult], directory
     name = module.__name__.rsplit(".", 1)[-1]
     plot_path = directory / f"{name}.png"
     plot_results(results, plot_path, f"{name}: {(module.__doc__ or '').strip().splitlines()[0]}")
-    commit = git_commit(Path(module.__file__))
+    commit = commit or git_commit(Path(module.__file__))
     triples = []
     for r in results:
         triples += result_triples(name, module.CONCEPT, r, plot=f"results/{plot_path.name}",

@@ -86,6 +86,7 @@ def at_student(ctx: Context, layers: Sequence[str] = ("blocks.0", "blocks.1"), *
     """Train a fresh student on CE + β/2 · AT over `layers` (the same names in teacher and
     student); with kd_alpha > 0 the CE is replaced by the soft-target loss (AT+KD).
     Teacher maps are computed once (frozen teacher) and indexed with the batch."""
+    temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
     student = ctx.new_student()
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
     # the teacher's normalised maps, once for the whole training set (row i belongs to x[i])
@@ -123,6 +124,7 @@ EXPERIMENTS = [
         arms=(BASELINE,
               Arm("at", "CE + β/2·AT on both conv blocks, β=1000, p=2", at_student),
               Arm("at+kd", "soft targets (T=4, α=0.9) + β/2·AT", lambda ctx: at_student(ctx, kd_alpha=0.9))),
+        temperature=4.0,  # the at+kd arm's soft targets
         notes="Matched layers: the outputs of the two conv blocks (conv-ReLU-maxpool), lengths 20 and 10 in "
               "teacher and student alike; the student has half the teacher's channels (16-32 vs 32-64) and fc "
               "width (64 vs 128). β = 1000 and p = 2 are the paper's; KD in AT+KD uses T=4, α=0.9. Budget: "

@@ -212,6 +212,7 @@ def self_distilled_network(ctx: Context, *, temperature: float = TEMPERATURE, al
     """Train backbone + shallow heads together; return the backbone alone (heads removed).
     feature_weight is λ, a project choice to select on validation from FEATURE_WEIGHTS_TO_TRY."""
     _check_feature_weight(feature_weight)  # fail before training, not at the first batch
+    temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
     backbone = ctx.new_student()  # the same initialisation as the baseline's network
     model = MultiExitConvNet(backbone, ctx.split.n_classes)
     x, y = ctx.split.x_train, ctx.split.y_train
@@ -248,6 +249,7 @@ EXPERIMENTS = [
         max_seeds=5,  # CPU budget: a CNN student costs about four MLP students per seed
         student_config=TrainConfig(epochs=100),
         arms=(BASELINE, byot_arm(FEATURE_WEIGHT)),
+        temperature=TEMPERATURE,
         selection="λ = 0.17 was not tuned on any split: it is the authors' code weight (0.03 on an un-squared "
                   "batch norm) converted to the paper's squared term by matching the hint gradient at "
                   "initialisation (code_equivalent_feature_weight). T = 3 and α = 0.3 are the authors' code "

@@ -120,6 +120,7 @@ def hint_stage(ctx: Context, student: nn.Module, *, hint_layer: str, guided_laye
 def kd_stage(ctx: Context, student: nn.Module, *, temperature: float = 3.0,
              lambda_start: float = 4.0, lambda_end: float = 1.0) -> nn.Module:
     """Stage 2: the whole student on Eq. (2), λ annealed per step over the budget."""
+    temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
     total_steps = ctx.config.epochs * math.ceil(len(y) / ctx.config.batch_size)
     step = 0
@@ -167,6 +168,7 @@ EXPERIMENTS = [
         arms=(BASELINE,
               Arm("kd", "KD alone: Eq. (2), τ=3, λ 4→1", kd_student),
               Arm("fitnets", "hints (30 epochs) then KD: Eq. (3), then Eq. (2)", fitnet_student)),
+        temperature=3.0,
         notes="Hint layer: the teacher's second (last) conv block, the middle of its four weight layers; guided "
               "layer: the student's second of four conv blocks. Both are 10 positions long, so r is a 1-wide "
               "convolution from 8 to 64 channels, plus ReLU. Stage 1 runs 30 epochs on the lower two blocks "

@@ -35,7 +35,7 @@ from torch import Tensor
 from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits
-from reference_impl.techniques.soft_targets import STUDENT, TEACHER, distilled_student
+from reference_impl.techniques.soft_targets import BUDGET_NOTE, STUDENT, STUDENT_CONFIG, TEACHER, distilled_student
 
 CONCEPT = "LogitMatching"
 
@@ -76,8 +76,10 @@ EXPERIMENTS = [
         key="mimic-vs-labels",
         title="Regressing the teacher's logits vs training on the labels, small shallow student",
         claim=CLAIM, dataset="mnist1d", teacher=TEACHER, student=STUDENT, arms=ARMS,
-        notes="Same teacher, student and 100-epoch budget as soft_targets (chosen there by the hard-label "
-              "baseline's convergence). On two exploratory seeds logit regression was about 4.5 points below "
+        temperature=4.0,  # the "soft" arm's (soft_targets.distilled_student); logit regression has none
+        student_config=STUDENT_CONFIG,
+        notes=BUDGET_NOTE + "Same teacher and student as soft_targets. On two exploratory seeds (at 100 epochs) "
+              "logit regression was about 4.5 points below "
               "the baseline and soft targets (T=4) about 2 points above it. The squared logit error was still "
               "falling at 100 epochs; the teacher's logits are large (sd about 7, magnitudes up to about 40), "
               "and a 64-unit student may spend its capacity on very negative logits that the softmax ignores "
@@ -87,9 +89,12 @@ EXPERIMENTS = [
         key="wide-mimic",
         title="Regressing the teacher's logits vs the labels, shallow student as large as the teacher",
         claim=CLAIM, dataset="mnist1d", teacher=TEACHER, student=WIDE_STUDENT, arms=ARMS,
-        notes="Ba and Caruana's shallow mimic nets have about as many parameters as the deep teacher; here one "
-              "hidden layer of 320 units (16,330 parameters; the teacher CNN has 15,946), same 100-epoch budget. "
-              "On two exploratory seeds logit regression was level with the baseline (one seed above, one below, "
+        temperature=4.0,  # the "soft" arm's (soft_targets.distilled_student); logit regression has none
+        student_config=STUDENT_CONFIG,
+        notes=BUDGET_NOTE + "Ba and Caruana's shallow mimic nets have about as many parameters as the deep "
+              "teacher; here one hidden layer of 320 units (16,330 parameters; the teacher CNN has 15,946). "
+              "On two exploratory seeds (at 100 epochs) logit regression was level with the baseline "
+              "(one seed above, one below, "
               "by under 2 points) and soft targets (T=4) were about 3.5 points above both.",
     ),
 ]

@@ -135,6 +135,7 @@ class CachedSoftTargets:
 
 def distilled_student(ctx: Context, *, temperature: float = 4.0, alpha: float = 0.9):
     """Train a fresh student on the soft-target loss, teacher outputs cached per sample."""
+    temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
     student = ctx.new_student()
     x, y = ctx.split.x_train, ctx.split.y_train
     targets = CachedSoftTargets(ctx.teacher_train_logits, y, temperature=temperature, alpha=alpha)
@@ -148,6 +149,14 @@ def distilled_student(ctx: Context, *, temperature: float = 4.0, alpha: float = 
 
 TEACHER = ModelSpec("cnn", channels=(32, 64), fc=128)
 STUDENT = ModelSpec("mlp", hidden=(64,))
+# The largest budget of an MLP student on all of MNIST-1D, shared by the modules that use this
+# teacher and student. 300 epochs (early stopping after 75 without a better validation score):
+# at 100, the validation split chose one of the last 10 epochs for most seeds of nearly every
+# distilled arm (`bench.budget_binds`, scripts/budget_check.py), so they were still improving.
+STUDENT_CONFIG = TrainConfig(epochs=300)
+BUDGET_NOTE = ("Budget: at most 300 epochs for every student arm, the epoch chosen per arm and seed on the "
+               "validation split; raised from 100, where validation chose one of the last 10 epochs for most "
+               "seeds of the distilled arms (still improving). ")
 
 EXPERIMENTS = [
     Experiment(
@@ -161,8 +170,8 @@ EXPERIMENTS = [
         dataset="mnist1d", teacher=TEACHER, student=STUDENT,
         arms=(BASELINE, Arm("distilled", "soft targets, T=4, α=0.9",
                             lambda ctx: distilled_student(ctx, temperature=4.0, alpha=0.9))),
-        notes="Budget: 100 epochs for every student arm, chosen because the hard-label baseline was "
-              "still improving at 30 epochs. At 30 epochs (both arms undertrained) distillation was "
+        student_config=STUDENT_CONFIG, temperature=4.0,
+        notes=BUDGET_NOTE + "At 30 epochs (both arms undertrained) distillation was "
               "3.5 and 4.5 points behind on two seeds: soft targets converge more slowly here. On the "
               "digits dataset (teacher 98%) distillation did not help a 16-unit MLP.",
     ),
@@ -174,9 +183,11 @@ EXPERIMENTS = [
                     "arXiv:1503.02531, section 5, Table 2 (speech: 44.5% hard vs 57.0% soft, frame accuracy)",
                     treatment="distilled", reference="baseline"),
         dataset="mnist1d", teacher=TEACHER, student=TEACHER, labelled_fraction=0.03,
-        student_config=TrainConfig(epochs=200),
+        # 600 epochs of 2 steps: at 200, validation chose one of the last 20 epochs for most seeds of both arms
+        student_config=TrainConfig(epochs=600),
         arms=(BASELINE, Arm("distilled", "soft targets only, T=4 (α=1), on the same 3%",
                             lambda ctx: distilled_student(ctx, temperature=4.0, alpha=1.0))),
+        temperature=4.0,
         notes="As in the paper's speech experiment, the model trained on 3% has the same architecture as "
               "the model trained on the full training set that supplies the soft targets. Both arms see "
               "only the same 3% of the inputs (120 of 4000), with hard labels or with soft targets. "

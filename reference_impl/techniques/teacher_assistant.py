@@ -43,6 +43,7 @@ CONCEPT = "TeacherAssistantDistillation"
 def distil_step(student: nn.Module, teacher: nn.Module, ctx: Context, *, temperature: float, alpha: float,
                 desc: str = "distillation step") -> nn.Module:
     """One link of the chain: the teacher is frozen, its logits cached once, the student trained on them."""
+    temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
     freeze(teacher)  # eval mode and no gradients: the teacher cannot change while it teaches
     x, y = ctx.split.x_train, ctx.split.y_train
     z_t = predict_logits(teacher, x)  # row i belongs to sample i
@@ -114,6 +115,7 @@ EXPERIMENTS = [
               Arm("kd", "direct KD from the teacher, τ=4, λ=0.9", lambda ctx: assistant_chain(ctx, ())),
               Arm("ta", f"teacher → assistant ({ASSISTANT.describe()}) → student, τ=4, λ=0.9 per step",
                   lambda ctx: assistant_chain(ctx, (ASSISTANT,)))),
+        temperature=4.0,
         notes="Budget: 100 epochs for the student and for the assistant (the harness default; the 16-unit "
               "MLP trained on labels levels off by about 75 epochs). The assistant (CNN 16-32, about 0.74 "
               "trained on labels) was chosen before any distillation run as the model whose accuracy lies near "
@@ -133,6 +135,7 @@ EXPERIMENTS = [
         dataset="mnist1d", teacher=TEACHER, student=TINY_STUDENT, teacher_config=TEACHER_CONFIG,
         arms=(BASELINE, *(Arm(key, f"direct KD from {spec.describe()}, τ=4, λ=0.9", kd_from(spec))
                           for key, spec in TEACHER_SIZES.items())),
+        temperature=4.0,
         max_seeds=5,  # context only, with six arms: five seeds keep the module's benchmark within its CPU budget
         notes="Context for the gap experiment: the paper's plot of student accuracy against teacher size. "
               "Every teacher is trained on labels for 40 epochs and distilled directly into the same 16-unit "

@@ -4,7 +4,7 @@ the largest budget for at least half of an arm's seeds (the arm may still have b
     .venv/bin/python scripts/budget_check.py [results_dir]
 
 Reads results/*.ttl (kdo:studentEpochs, kdo:chosenEpochs per arm); prints every arm, marks the
-binding ones and exits 1 if any binds. The rule is the one `bench.budget_binds` applies.
+binding ones and exits 1 if any binds. The rule is kb.budget.budget_binds, which the benchmark and the site apply too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kb.namespaces import KDO  # noqa: E402
-from reference_impl.harness.bench import budget_binds  # noqa: E402
+from kb.budget import budget_binds  # noqa: E402
 
 QUERY = f"""PREFIX kdo: <{KDO}>
 SELECT ?r ?key ?budget ?arm ?chosen WHERE {{

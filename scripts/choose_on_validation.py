@@ -1,6 +1,7 @@
 """Choose a setting the project (not the paper) has to fix, on the validation split.
 
     .venv/bin/python scripts/choose_on_validation.py decoupled_kd   # β for both DKD experiments
+    .venv/bin/python scripts/choose_on_validation.py decoupled_kd --experiment dkd-vs-kd-cnn
     .venv/bin/python scripts/choose_on_validation.py be_your_own_teacher   # λ of the hint term
 
 Each candidate arm is trained on the pilot seeds (1000-1002, never reported) and scored on
@@ -26,13 +27,14 @@ from reference_impl.harness.bench import PILOT_SEEDS, validation_scores  # noqa:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("technique", help="a module that defines CANDIDATES: {experiment key: {label: Arm}}")
+    parser.add_argument("--experiment", default=None, help="only this experiment (default: every one with candidates)")
     args = parser.parse_args()
     module = registry.load(args.technique)
     candidates = getattr(module, "CANDIDATES", None)
     if not candidates:
         parser.error(f"{args.technique} defines no CANDIDATES to choose among")
     for experiment in module.EXPERIMENTS:
-        if experiment.key not in candidates:
+        if experiment.key not in candidates or args.experiment not in (None, experiment.key):
             continue
         print(f"== {args.technique} / {experiment.key}: validation accuracy over pilot seeds {PILOT_SEEDS}")
         table = []

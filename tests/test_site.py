@@ -287,10 +287,12 @@ kdr:soft_targets--up a kdo:BenchmarkResult , prov:Entity ; rdfs:label "An experi
   kdo:verdict "held" .
 kdr:soft_targets--up--baseline a kdo:ArmResult ; kdo:armKey "baseline" ; rdfs:label "hard labels" ;
   kdo:meanAccuracy 0.901 ; kdo:sdAccuracy 0.01 ; kdo:meanECE 0.05 ; kdo:parameters 1200 ; kdo:trainSeconds 3.0 ;
+  kdo:chosenEpochs "10 28 12" ;
   kdo:evaluation kdr:soft_targets--up--baseline--seed0 .
 kdr:soft_targets--up--baseline--seed0 a mls:ModelEvaluation ; mls:hasValue 0.9 ; kdo:seed 0 .
 kdr:soft_targets--up--distilled a kdo:ArmResult ; kdo:armKey "distilled" ; rdfs:label "soft targets" ;
-  kdo:meanAccuracy 0.932 ; kdo:sdAccuracy 0.012 ; kdo:meanECE 0.04 ; kdo:parameters 1200 ; kdo:trainSeconds 3.5 .
+  kdo:meanAccuracy 0.932 ; kdo:sdAccuracy 0.012 ; kdo:meanECE 0.04 ; kdo:parameters 1200 ; kdo:trainSeconds 3.5 ;
+  kdo:chosenEpochs "28 30 20" .
 kdr:soft_targets--up--run a prov:Activity , mls:Run ; kdo:gitCommit "abc123" ; kdo:torchVersion "2.13.0" ;
   kdo:pythonVersion "3.11" ; kdo:cpu "Test CPU" ; kdo:hardware "x86_64" ; dcterms:date "2026-01-01"^^xsd:date .
 kdr:soft_targets--down a kdo:BenchmarkResult ; rdfs:label "An experiment that did not hold" ;
@@ -318,6 +320,10 @@ def test_results_held_and_not_held_are_stated_plainly(tmp_path):
     up = page[page.index("{ #soft_targets--up }"):]
     assert "The claim held on our data" in up and "+3.1 points" in up and "[+2.1, +4.1]" in up
     assert "90.1 ± 1.0" in up and "93.2 ± 1.2" in up and "abc123" in up and "Test CPU" in up
+    # 30-epoch budget: the distilled arm chose epochs 28 and 30 of 30 (> 27) on 2 of 3 seeds, the baseline 1 of 3
+    assert "| budget | **bound** for distilled: validation chose one of the last 10% of the 30 epochs" in up
+    assert "distilled: 28 30 20)" in up and "baseline:" not in up.split("| budget |")[1].split("\n")[0]
+    assert "| budget |" not in down  # no chosen epochs recorded: nothing to flag
     assert "The claim did not hold on our data" in down and "**worse**" in down and "5.2 points" in down
     results = (tmp_path / "docs" / "results" / "index.md").read_text()
     assert "{ #soft_targets--up }" in results and "**contradicted**" in results

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ..budget import budget_binds
 from ..namespaces import PREFIXES
 from ..store import KnowledgeBase
 
@@ -182,6 +183,7 @@ class Arm:
     parameters: int | None = None
     seconds: float | None = None
     accuracies: list[tuple[int, float]] = field(default_factory=list)
+    chosen_epochs: list[int] = field(default_factory=list)  # per seed, chosen on validation
 
 
 @dataclass
@@ -230,6 +232,13 @@ class Result:
     @property
     def held(self) -> bool:
         return self.verdict == "held"
+
+    @property
+    def bound_arms(self) -> list[Arm]:
+        """Arms whose largest budget bound (kb.budget): they may still have been improving."""
+        if not self.epochs:
+            return []
+        return [a for a in self.arms if budget_binds(a.chosen_epochs, self.epochs)]
 
     def arm(self, iri_or_key: str) -> Arm | None:
         return next((a for a in self.arms if iri_or_key in (a.iri, a.key)), None)
@@ -621,6 +630,7 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
                 ece=_float(_first(p, KDO + "meanECE", None)), agreement=_float(_first(p, KDO + "meanTeacherAgreement", None)),
                 parameters=_int(_first(p, KDO + "parameters", None)), seconds=_float(_first(p, KDO + "trainSeconds", None)),
                 accuracies=sorted(scores.get(a, [])),
+                chosen_epochs=[int(e) for e in str(_first(p, KDO + "chosenEpochs", "")).split()],
             ))
         treatment, reference = _first(v, KDO + "treatmentArm"), _first(v, KDO + "referenceArm")
         # the reference arm first, then the others in a stable order

@@ -44,6 +44,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from kb.budget import budget_binds
+
 from . import stats
 from .data import Split, load_split
 from .evaluate import Evaluation, evaluate
@@ -302,13 +304,6 @@ def validation_scores(experiment: Experiment, arm: Arm, seeds: tuple[int, ...] =
                       replace(experiment.student_config, seed=seed), seed)
         scores.append(evaluate(arm.train(ctx), full.x_val, full.y_val).accuracy)
     return scores
-
-
-def budget_binds(chosen_epochs: list[int], budget: int) -> bool:
-    """Whether the largest budget bound: validation chose an epoch in its last 10% for at least
-    half of the seeds, so the arm may still have been improving when the budget ran out."""
-    late = sum(e > 0.9 * budget for e in chosen_epochs)
-    return bool(chosen_epochs) and 2 * late >= len(chosen_epochs)
 
 
 def family_size() -> int:

@@ -152,7 +152,7 @@ STUDENT = ModelSpec("mlp", hidden=(64,))
 # The largest budget of an MLP student on all of MNIST-1D, shared by the modules that use this
 # teacher and student. 300 epochs (early stopping after 75 without a better validation score):
 # at 100, the validation split chose one of the last 10 epochs for most seeds of nearly every
-# distilled arm (`bench.budget_binds`, scripts/budget_check.py), so they were still improving.
+# distilled arm (`kb.budget.budget_binds`, scripts/budget_check.py), so they were still improving.
 STUDENT_CONFIG = TrainConfig(epochs=300)
 BUDGET_NOTE = ("Budget: at most 300 epochs for every student arm, the epoch chosen per arm and seed on the "
                "validation split; raised from 100, where validation chose one of the last 10 epochs for most "

@@ -233,8 +233,9 @@ def run_cmd(technique: str | None, experiment: str | None, seed: int, epochs: in
             module = registry.load(name)
             click.echo(name)
             for x in module.EXPERIMENTS:
-                seconds = expected_teaching_seconds(module, x)
-                estimate = f"about {seconds:.0f} s" if seconds is not None else "time not measured yet"
+                expected = expected_teaching_seconds(module, x)
+                estimate = (f"{expected[1]} {expected[0]:.0f} s" if expected is not None
+                            else "time not measured yet")
                 click.echo(f"    {x.key:<28} {estimate:<22} {x.title}")
         return
     try:

@@ -1,14 +1,18 @@
 """Measure the project's time budgets (never asserted by a test; CI machines are noisy).
 
     .venv/bin/python scripts/time_budgets.py [--repeat 1] [--only kd-run|build|site] [--json]
+        [--techniques soft_targets,fitnets] [--no-warm-up] [--write]
 
 - `kd run <technique>` for every technique module: the teaching-run budget (about 2 minutes
   on a laptop CPU). A run whose teacher is not cached yet trains it first; the script runs
-  each technique once before timing so that the figure is the teaching run a reader sees.
+  each technique once before timing so that the figure is the teaching run a reader sees
+  (`--no-warm-up` skips that when the teachers are known to be cached).
 - `kd build` of the project's sources into a temporary data directory (budget: seconds).
 - `kd site build` from that build.
 
 Prints one line per measurement: the wall time of each repetition and their median.
+`--write` adds the teaching runs' medians to results/teaching_times.json, which
+`kd run --list` shows as each experiment's measured duration.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", choices=["kd-run", "build", "site"], default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--techniques", default=None, help="comma-separated modules (default: every one)")
+    parser.add_argument("--write", action="store_true", help="record the kd run medians in results/teaching_times.json")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="time the first run (the teachers are already cached)")
     args = parser.parse_args()
     env = {**os.environ, "KD_QUIET": "1"}
     rows: list[tuple[str, list[float]]] = []
@@ -56,15 +64,46 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from reference_impl import registry
 
-        for name in registry.technique_names():
-            timed(KD + ["run", name], env)  # trains and caches its teachers if they are missing
+        names = registry.technique_names()
+        chosen = args.techniques.split(",") if args.techniques else names
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            parser.error(f"unknown technique(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        for name in chosen:
+            if args.warm_up:
+                timed(KD + ["run", name], env)  # trains and caches its teachers if they are missing
             rows.append((f"kd run {name}", [timed(KD + ["run", name], env) for _ in range(args.repeat)]))
+    if args.write:
+        record_teaching_times(rows)
     if args.json:
         print(json.dumps({name: times for name, times in rows}, indent=2))
         return
     for name, times in rows:
         print(f"{name:<36} median {statistics.median(times):7.1f} s   "
               f"({', '.join(f'{t:.1f}' for t in times)})")
+
+
+def record_teaching_times(rows: list[tuple[str, list[float]]]) -> None:
+    """Merge the `kd run <name>` medians (each module's first experiment) into teaching_times.json."""
+    import datetime as dt
+    import platform
+
+    from reference_impl import registry
+    from reference_impl.harness.results import TEACHING_TIMES, cpu_model, measured_teaching_seconds, results_dir
+    times = measured_teaching_seconds()
+    for label, values in rows:
+        if not label.startswith("kd run "):
+            continue
+        name = label.removeprefix("kd run ")
+        experiment = registry.load(name).EXPERIMENTS[0]
+        times[f"{name}/{experiment.key}"] = {
+            "seconds": round(statistics.median(values), 1),
+            "epochs": min(experiment.teaching_epochs, experiment.student_config.epochs),
+            "cpu": cpu_model(), "threads": os.cpu_count(), "machine": platform.machine(),
+            "date": dt.date.today().isoformat()}
+    path = results_dir() / TEACHING_TIMES
+    path.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def test_run_list_shows_experiments_and_their_expected_time():
     lines = result.output.splitlines()
     assert "soft_targets" in lines
     row = next(line for line in lines if line.strip().startswith("soft-vs-hard"))
-    assert "Soft targets vs hard labels" in row and ("about" in row or "not measured" in row)
+    assert "Soft targets vs hard labels" in row and ("measured" in row or "estimated" in row or "not measured" in row)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -193,3 +193,15 @@ def test_run_help_documents_the_temperature_override():
     result = CliRunner().invoke(main, ["run", "--help"])
     assert result.exit_code == 0 and "--temperature" in result.output
     assert "kd run soft_targets --temperature 2" in result.output and "kd bench" in result.output
+
+
+def test_run_list_prefers_measured_teaching_times(tmp_path):
+    (tmp_path / "teaching_times.json").write_text(
+        '{"soft_targets/soft-vs-hard": {"seconds": 42.4, "epochs": 30, "cpu": "Test CPU", "date": "2026-12-01"}}')
+    result = CliRunner().invoke(main, ["run", "--list"], env={"KD_RESULTS_DIR": str(tmp_path)})
+    assert result.exit_code == 0
+    row = next(line for line in result.output.splitlines() if line.strip().startswith("soft-vs-hard"))
+    assert "measured 42 s" in row
+    # no stored benchmark in that directory and no measurement: said plainly, not guessed
+    row = next(line for line in result.output.splitlines() if line.strip().startswith("three-percent"))
+    assert "time not measured yet" in row

@@ -408,7 +408,32 @@ def _stored_arm_seconds(module: ModuleType, directory: Path | None = None) -> di
     return {row["key"].value: float(row["seconds"].value) for row in store.query(query)}
 
 
-def expected_teaching_seconds(module: ModuleType, experiment: Experiment, directory: Path | None = None) -> float | None:
-    """What a one-seed teaching run of the experiment costs, from the stored benchmark's timings
-    (the machine that ran it; a teacher not cached yet adds its own training once)."""
-    return _stored_arm_seconds(module, directory).get(experiment.key)
+TEACHING_TIMES = "teaching_times.json"  # written by scripts/time_budgets.py --write
+
+
+def measured_teaching_seconds(directory: Path | None = None) -> dict[str, dict]:
+    """`kd run <name> [--experiment key]` wall times measured by scripts/time_budgets.py --write:
+    {"<name>/<experiment>": {"seconds", "epochs", "cpu", "date"}}; empty when never measured."""
+    import json
+    path = results_dir(directory) / TEACHING_TIMES
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def expected_teaching_seconds(module: ModuleType, experiment: Experiment,
+                              directory: Path | None = None) -> tuple[float, str] | None:
+    """What a one-seed teaching run of the experiment costs, and how that is known: measured by
+    scripts/time_budgets.py (whole command, this project's teachers cached), else estimated from
+    the stored benchmark's training seconds per seed scaled from its budget to the teaching
+    run's (an upper bound: the benchmark's arms stop early less often than they run to the end)."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    measured = measured_teaching_seconds(directory).get(f"{name}/{experiment.key}")
+    if measured:
+        return float(measured["seconds"]), "measured"
+    per_seed = _stored_arm_seconds(module, directory).get(experiment.key)
+    if per_seed is None:
+        return None
+    budget = min(experiment.teaching_epochs, experiment.student_config.epochs)
+    return per_seed * budget / experiment.student_config.epochs, "estimated"

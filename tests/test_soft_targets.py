@@ -204,3 +204,21 @@ def test_cached_soft_targets_bad_construction_raises_value_error_naming_it():
         CachedSoftTargets(z_t, torch.tensor([0, 1, 2, 3, 0, 1]))
     with pytest.raises(ValueError, match="labels"):
         CachedSoftTargets(z_t, y[:5])
+
+
+def test_cross_entropy_and_kd_is_ce_plus_t_squared_kl_with_weight_one():
+    """The task part RKD and SP add their term to: CE + T²·KL(p_t^T ‖ p_s^T), computed here from the
+    definitions (sum over classes of p_t (log p_t − log p_s), averaged over the batch)."""
+    from reference_impl.techniques.soft_targets import cross_entropy_and_kd
+    g = torch.Generator().manual_seed(3)
+    z_s, z_t, y = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g) * 3, torch.tensor([0, 1, 2, 3, 4, 0])
+    T = 2.5
+    p_t = torch.softmax(z_t / T, 1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(z_s / T, 1))).sum(1).mean()
+    ce = -torch.log_softmax(z_s, 1)[torch.arange(6), y].mean()
+    torch.testing.assert_close(cross_entropy_and_kd(z_s, y, z_t, kd_temperature=T), ce + T**2 * kl)
+    torch.testing.assert_close(cross_entropy_and_kd(z_s, y, None, kd_temperature=None), ce)
+    with pytest.raises(ValueError, match="teacher_logits are required"):
+        cross_entropy_and_kd(z_s, y, None, kd_temperature=T)
+    with pytest.raises(ValueError, match="kd_temperature"):
+        cross_entropy_and_kd(z_s, y, z_t, kd_temperature=0.0)

@@ -46,8 +46,8 @@ from torch.nn import functional as F
 
 from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
-from reference_impl.harness.checks import check_finite, check_logits, check_positive
-from reference_impl.techniques.soft_targets import STUDENT, STUDENT_CONFIG, TEACHER, _softened_kl
+from reference_impl.harness.checks import check_finite, check_positive
+from reference_impl.techniques.soft_targets import STUDENT, STUDENT_CONFIG, TEACHER, cross_entropy_and_kd
 
 CONCEPT = "RelationalKD"
 
@@ -160,15 +160,8 @@ def rkd_objective(logits: Tensor, features_s: Tensor, features_t: Tensor, labels
     The KL term is there when kd_temperature is given (teacher_logits are then required).
     CE and KL have weight 1 whatever λ_D and λ_A are, so with λ_D = λ_A = 0 this is the
     treatment's loss without its relational term: the KD arm of `rkd-complements-kd`."""
-    kd = kd_temperature is not None
-    if kd:
-        check_positive(kd_temperature, "kd_temperature")
-        if teacher_logits is None:
-            raise ValueError("teacher_logits are required when kd_temperature is given")
-    check_logits(logits, teacher_logits if kd else None, labels)  # once: the KL below trusts it
-    loss = F.cross_entropy(logits, labels)
-    if kd:  # the authors' combination: CE + 16 · KL at T = 4, i.e. T² · KL
-        loss = loss + _softened_kl(logits, teacher_logits, kd_temperature)
+    # the authors' combination with KD: CE + 16 · KL at T = 4, i.e. T² · KL
+    loss = cross_entropy_and_kd(logits, labels, teacher_logits, kd_temperature=kd_temperature)
     # + λ_D L_D + λ_A L_A last, so that the arms with and without it share CE [+ T² KL] exactly
     return loss + rkd_loss(features_s, features_t, distance_weight=distance_weight, angle_weight=angle_weight)
 

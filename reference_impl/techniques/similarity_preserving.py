@@ -37,8 +37,8 @@ from torch.nn import functional as F
 
 from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
-from reference_impl.harness.checks import check_finite, check_logits, check_positive
-from reference_impl.techniques.soft_targets import STUDENT, STUDENT_CONFIG, TEACHER, _softened_kl
+from reference_impl.harness.checks import check_finite, check_positive
+from reference_impl.techniques.soft_targets import STUDENT, STUDENT_CONFIG, TEACHER, cross_entropy_and_kd
 
 CONCEPT = "SimilarityPreservingKD"
 
@@ -88,15 +88,8 @@ def sp_objective(logits: Tensor, features_s: Tensor, features_t: Tensor, labels:
     CE and KL have weight 1 whatever γ is, so with γ = 0 this is the treatment's loss without
     its SP term: the KD arm of `sp-complements-kd`."""
     check_gamma(gamma)
-    kd = kd_temperature is not None
-    if kd:
-        check_positive(kd_temperature, "kd_temperature")
-        if teacher_logits is None:
-            raise ValueError("teacher_logits are required when kd_temperature is given")
-    check_logits(logits, teacher_logits if kd else None, labels)  # once: the KL below trusts it
-    loss = F.cross_entropy(logits, labels)
-    if kd:  # RepDistiller's combination: CE + T² KL + γ L_SP
-        loss = loss + _softened_kl(logits, teacher_logits, kd_temperature)
+    # RepDistiller's combination with KD: CE + T² KL + γ L_SP
+    loss = cross_entropy_and_kd(logits, labels, teacher_logits, kd_temperature=kd_temperature)
     if gamma:  # + γ L_SP last, so that the arms with and without it share CE [+ T² KL] exactly
         loss = loss + gamma * sp_loss(features_s, features_t)
     return loss

@@ -57,6 +57,23 @@ def _softened_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: fl
     return temperature**2 * kl
 
 
+def cross_entropy_and_kd(logits: Tensor, labels: Tensor, teacher_logits: Tensor | None, *,
+                         kd_temperature: float | None) -> Tensor:
+    """CE(y, softmax(z_s)) [+ T² · KL(p_t^T ‖ p_s^T)], both with weight 1: the task part of the
+    feature- and relation-based objectives that add a term to it (RKD, SP, as their authors run
+    them with KD). The KL term is there when kd_temperature is given (teacher_logits then required)."""
+    kd = kd_temperature is not None
+    if kd:
+        check_positive(kd_temperature, "kd_temperature")
+        if teacher_logits is None:
+            raise ValueError("teacher_logits are required when kd_temperature is given")
+    check_logits(logits, teacher_logits if kd else None, labels)  # once: the KL below trusts it
+    loss = F.cross_entropy(logits, labels)
+    if kd:
+        loss = loss + _softened_kl(logits, teacher_logits, kd_temperature)
+    return loss
+
+
 def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, *,
                      temperature: float = 4.0, alpha: float = 0.9) -> Tensor:
     """(1 - α) · CE(y, softmax(z_s)) + α · T² · KL(p_t^T ‖ p_s^T)."""

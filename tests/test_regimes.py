@@ -32,8 +32,8 @@ def test_grid_has_both_curves_with_the_shared_point_once():
     assert Condition(1.0, (16,)).axes() == ["student size"]
 
 
-@pytest.mark.parametrize("fraction, epochs", [(1.0, 200), (0.3, 667), (0.1, 2000), (0.03, 4000), (0.01, 4000),
-                                              (0.5, 400)])
+@pytest.mark.parametrize("fraction, epochs", [(1.0, 300), (0.3, 1000), (0.1, 3000), (0.03, 6000), (0.01, 6000),
+                                              (0.5, 600), (0.07, 4286)])
 def test_budget_grows_as_the_subset_shrinks(fraction, epochs):
     assert Condition(fraction, (64,)).epochs == epochs
 
@@ -81,8 +81,11 @@ def constructed_points() -> list[Point]:
             baseline = [0.50, 0.52, 0.51]
             noise = [0.001, -0.002, 0.001] if condition.fraction == 0.01 else [0.02, -0.03, 0.01]
             accuracies = [b + shift + n for b, n in zip(baseline, noise)]
+            # one point whose technique arm ran into its 300-epoch budget (2 of 3 seeds past 270)
+            bound = name == "soft_targets" and condition == Condition(1.0, (64,))
             out.append(Point(name, concept, f"{name} arm", condition, 3274 if condition.hidden == (64,) else 826,
-                             [0, 1, 2], accuracies, baseline, [10, 11, 12]))
+                             [0, 1, 2], accuracies, baseline, [299, 271, 12] if bound else [10, 11, 12],
+                             [100, 280, 90], 300))
     return out
 
 
@@ -108,6 +111,10 @@ def test_rdf_records_every_point_with_its_interval(tmp_path):
     assert float(row["low"].value) == pytest.approx(test.ci_low, abs=1e-6) and float(row["low"].value) > 0
     assert float(row["high"].value) == pytest.approx(test.ci_high, abs=1e-6)
     assert float(row["base"].value) == pytest.approx(0.51, abs=1e-6) and int(row["n"].value) == 3
+    epochs = store.query(f"PREFIX kdo: <{KDO}> SELECT ?b ?c ?e WHERE {{ <{KDR}regimes--soft_targets--f1-mlp64> "
+                         f"kdo:studentEpochs ?b ; kdo:chosenEpochs ?c ; kdo:baselineChosenEpochs ?e }}")
+    (only,) = list(epochs)
+    assert (only["b"].value, only["c"].value, only["e"].value) == ("300", "299 271 12", "100 280 90")
     curves = list(store.query(f"PREFIX kdo: <{KDO}> SELECT ?c WHERE {{ ?c a kdo:RegimeCurve ; kdo:technique ?t ; "
                               f"kdo:dataset \"mnist1d\" ; kdo:armLabel ?a }}"))
     assert len(curves) == 2
@@ -130,6 +137,9 @@ def test_pages_show_the_curves_and_read_them_off_the_data(tmp_path):
     # soft targets: +3 points at 1% with a tight interval (above 0); elsewhere the interval spans 0
     assert "helps (interval above 0): MLP 64 at 1%" in page
     assert "+3.00 |" in page and "| 51.0 |" in page
+    assert page.count("(*budget bound*)") == 1  # the soft-targets point at 100%, MLP 64, and only it
+    bound_row = next(line for line in page.splitlines() if "(*budget bound*)" in line)
+    assert "MLP 64" in bound_row and "| 100% |" in bound_row and "Soft" in bound_row
     concept = (tmp_path / "docs" / "concepts" / "SoftTargetDistillation.md").read_text()
     assert "### Where it helps" in concept and concept.count("<svg") >= 2
     assert "Helps (interval above 0): MLP 64 at 1%." in concept

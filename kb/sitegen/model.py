@@ -259,6 +259,14 @@ class RegimePoint:
     sd_difference: float | None
     ci_low: float
     ci_high: float
+    chosen_epochs: list[int] = field(default_factory=list)  # the technique's, per seed
+    baseline_epochs: list[int] = field(default_factory=list)  # the hard-label student's
+
+    @property
+    def budget_bound(self) -> bool:
+        """Whether either arm's largest budget bound (kb.budget)."""
+        return bool(self.epochs) and (budget_binds(self.chosen_epochs, self.epochs)
+                                      or budget_binds(self.baseline_epochs, self.epochs))
 
 
 @dataclass
@@ -688,6 +696,8 @@ def _regimes(base: KnowledgeBase) -> dict[str, RegimeCurve]:
                 mean_difference=float(_first(p, KDO + "meanDifference", 0.0)),
                 sd_difference=_float(_first(p, KDO + "sdDifference", None)),
                 ci_low=float(_first(p, KDO + "ciLow", 0.0)), ci_high=float(_first(p, KDO + "ciHigh", 0.0)),
+                chosen_epochs=[int(e) for e in str(_first(p, KDO + "chosenEpochs", "")).split()],
+                baseline_epochs=[int(e) for e in str(_first(p, KDO + "baselineChosenEpochs", "")).split()],
             ))
         technique = _first(v, KDO + "technique")
         run = {local(k): str(vals[0]) for k, vals in runs.get(iri, {}).items() if vals and not str(vals[0]).startswith("http")}

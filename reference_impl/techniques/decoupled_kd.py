@@ -40,7 +40,7 @@ from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits, check_positive
 from reference_impl.techniques.attention_transfer import STUDENT as CNN_STUDENT
 from reference_impl.techniques.attention_transfer import TEACHER_CONFIG as CNN_TEACHER_CONFIG
-from reference_impl.techniques.soft_targets import STUDENT, STUDENT_CONFIG, TEACHER, distilled_student
+from reference_impl.techniques.soft_targets import STUDENT, TEACHER, distilled_student
 
 CONCEPT = "DecoupledKD"
 
@@ -145,15 +145,18 @@ EXPERIMENTS = [
         title="Decoupled KD vs classical KD, same teacher, student, temperature and budget",
         claim=CLAIM,
         dataset="mnist1d", teacher=TEACHER, student=STUDENT,
-        student_config=STUDENT_CONFIG,  # see soft_targets.STUDENT_CONFIG
+        # 100 epochs, not soft_targets.STUDENT_CONFIG's 300: β was chosen, and the result run, at 100;
+        # the re-run at 300 (with β chosen again on validation) is pending, and the result page flags the
+        # budget where it bound
+        student_config=TrainConfig(epochs=100),
         arms=(BASELINE, KD, dkd_arm(MLP_BETA)),
         temperature=4.0,
         selection="β = 0.5, chosen on the validation split (scripts/choose_on_validation.py, pilot seeds "
                   "1000-1002, never the reported ones): mean validation accuracy β=0.5 0.598, β=1 0.586, "
                   "β=2 0.571, β=4 0.553, β=8 0.531. The best is the smallest candidate; smaller β were not tried. "
                   "The paper uses β=8 on CIFAR-100 and 0.5 on ImageNet and gives no value for 10 classes.",
-        notes="Teacher, student, data and the budget (at most 300 epochs) are those of soft_targets' first "
-              "experiment, so the teacher is shared through the cache. KD uses the authors' KD settings (CE weight 0.1, KL weight 0.9, T=4); "
+        notes="Teacher, student and data are those of soft_targets' first experiment, so the teacher is "
+              "shared through the cache; the budget is at most 100 epochs. KD uses the authors' KD settings (CE weight 0.1, KL weight 0.9, T=4); "
               "DKD the authors' CIFAR settings (CE weight 1, α=1, T=4, 20-epoch linear warm-up) with β chosen on the "
               "validation split (0.5; the paper's CIFAR value is 8). Exploratory "
               "runs (seeds 0-2, not the benchmark): DKD 5-10 points below KD and below the baseline, with "

@@ -419,6 +419,20 @@ def _grouped(rows, key: str, prop: str = "prop", obj: str = "o") -> dict[str, di
     return out
 
 
+def _members(rows, parent: str, child: str) -> dict[str, list[str]]:
+    """parent -> its children in the order first seen, each once (e.g. a result's arms)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        if r[child] not in out[r[parent]]:
+            out[r[parent]].append(r[child])
+    return out
+
+
+def _run_values(props: dict[str, list]) -> dict[str, str]:
+    """A run's literal properties by local name (gitCommit, cpu, ...); links left out."""
+    return {local(k): str(vals[0]) for k, vals in props.items() if vals and not str(vals[0]).startswith("http")}
+
+
 def _first(values: dict[str, list], prop: str, default=""):
     v = values.get(prop)
     return v[0] if v else default
@@ -619,10 +633,7 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
     grouped = _grouped(base.select(RESULTS), "r")
     arms_rows = base.select(ARMS)
     arm_props = _grouped(arms_rows, "arm")
-    arms_of: dict[str, list[str]] = defaultdict(list)
-    for r in arms_rows:
-        if r["arm"] not in arms_of[r["r"]]:
-            arms_of[r["r"]].append(r["arm"])
+    arms_of = _members(arms_rows, "r", "arm")
     scores: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in base.select(SEED_SCORES):
         scores[r["arm"]].append((int(r["seed"]), float(r["value"])))
@@ -643,7 +654,7 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
         treatment, reference = _first(v, KDO + "treatmentArm"), _first(v, KDO + "referenceArm")
         # the reference arm first, then the others in a stable order
         arms.sort(key=lambda a: (a.iri != reference, a.iri == treatment, a.key))
-        run = {local(k): str(vals[0]) for k, vals in runs.get(iri, {}).items() if vals and not str(vals[0]).startswith("http")}
+        run = _run_values(runs.get(iri, {}))
         out[iri] = Result(
             iri=iri, key=local(iri), title=_first(v, RDFS + "label", local(iri)),
             technique=_first(v, KDO + "technique"), implementation=_first(v, KDO + "implementation"),
@@ -677,10 +688,7 @@ def _regimes(base: KnowledgeBase) -> dict[str, RegimeCurve]:
     curves = _grouped(base.select(REGIME_CURVES), "curve")
     point_rows = base.select(REGIME_POINTS)
     point_props = _grouped(point_rows, "point")
-    points_of: dict[str, list[str]] = defaultdict(list)
-    for r in point_rows:
-        if r["point"] not in points_of[r["curve"]]:
-            points_of[r["curve"]].append(r["point"])
+    points_of = _members(point_rows, "curve", "point")
     runs = _grouped(base.select(REGIME_RUNS), "curve")
     out = {}
     for iri, v in curves.items():
@@ -700,7 +708,7 @@ def _regimes(base: KnowledgeBase) -> dict[str, RegimeCurve]:
                 baseline_epochs=[int(e) for e in str(_first(p, KDO + "baselineChosenEpochs", "")).split()],
             ))
         technique = _first(v, KDO + "technique")
-        run = {local(k): str(vals[0]) for k, vals in runs.get(iri, {}).items() if vals and not str(vals[0]).startswith("http")}
+        run = _run_values(runs.get(iri, {}))
         out[technique] = RegimeCurve(
             iri=iri, technique=technique, implementation=_first(v, KDO + "implementation"),
             arm_label=_first(v, KDO + "armLabel"), dataset=_first(v, KDO + "dataset"),

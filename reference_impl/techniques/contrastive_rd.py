@@ -282,6 +282,7 @@ REGIME = ("mnist1d, teacher CNN 32-64 fc128 (128-d features), student MLP 64 (64
 EXPERIMENTS = [
     Experiment(
         key="crd-vs-kd",
+        max_seeds=5,  # CPU budget: a CRD arm costs about 40 MLP students (per-anchor negatives from a memory bank)
         title="CRD vs classical KD (soft targets), same student",
         claim=Claim("Contrastive representation distillation outperforms the original knowledge distillation "
                     "objective of Hinton et al.",

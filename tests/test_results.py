@@ -17,7 +17,8 @@ def results(built):
 
 def test_every_results_file_is_in_the_store(built):
     files = sorted((REPO / "results").glob("*.ttl"))
-    graphs = {r["g"] for r in built.select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s a kdo:BenchmarkResult } }")}
+    graphs = {r["g"] for r in built.select("SELECT DISTINCT ?g WHERE { GRAPH ?g { "
+                                           "{ ?s a kdo:BenchmarkResult } UNION { ?s a kdo:RegimeCurve } } }")}
     assert {f"https://w3id.org/kdkb/graph/results/{f.stem}" for f in files} == graphs
 
 

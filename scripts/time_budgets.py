@@ -100,7 +100,7 @@ def record_teaching_times(rows: list[tuple[str, list[float]]]) -> None:
             "seconds": round(statistics.median(values), 1),
             "epochs": min(experiment.teaching_epochs, experiment.student_config.epochs),
             "cpu": cpu_model(), "threads": os.cpu_count(), "machine": platform.machine(),
-            "load": round(os.getloadavg()[0], 1),  # above 0: other work ran beside, so these are upper bounds
+            "load": round(os.getloadavg()[0], 1),  # 1-min load when written: the timed runs add 1-2 (2 threads)
             "date": dt.date.today().isoformat()}
     path = results_dir() / TEACHING_TIMES
     path.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")

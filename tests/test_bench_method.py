@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyoxigraph as ox
+import math
+
 import pytest
 import torch
 
@@ -84,13 +86,17 @@ def test_seed_plan_follows_the_pilot_spread_and_the_cap(monkeypatch):
         return Pilot(fake_run.sd)
 
     monkeypatch.setattr(bench, "run_experiment", fake_run)
-    fake_run.sd = 0.001  # a quiet difference: the floor of 5 seeds
+    fake_run.sd = 0.0005  # a quiet difference: the floor of 5 seeds
     plan = plan_seeds(experiment, family=20)
     assert calls[-1] == (bench.PILOT_SEEDS, ("distilled", "baseline"))  # pilot seeds, the claim's two arms only
     assert not set(bench.PILOT_SEEDS) & set(range(plan.seeds))  # never among the reported seeds
-    assert plan.needed == stats.seeds_needed(0.001, 0.01, family_size=20) < 5 and plan.seeds == 5
-    fake_run.sd = 0.009
+    # the plan assumes the pilot sd's 80% upper confidence limit: 2.1169 × s for a 3-seed pilot
+    assert plan.planning_sd == pytest.approx(0.0005 * math.sqrt(2 / (-2 * math.log(0.8))), rel=1e-9)
+    assert plan.needed == stats.seeds_needed(plan.planning_sd, 0.01, family_size=20) < 5 and plan.seeds == 5
+    assert "80% upper confidence limit 0.11" in plan.text
+    fake_run.sd = 0.004  # enough seeds at the pilot's own sd, too few at its upper limit
     plan = plan_seeds(experiment, family=20)
+    assert stats.seeds_needed(0.004, 0.01, family_size=20) < plan.needed
     assert plan.seeds == min(plan.needed, experiment.max_seeds) and 5 < plan.needed
     fake_run.sd = 0.05  # far too noisy: capped by the budget, and said so
     plan = plan_seeds(experiment, family=20)

@@ -102,3 +102,16 @@ def test_seeds_needed_and_minimal_detectable_effect_agree():
     assert math.isclose(stats.power(1, 0.01, 0.01), 0.0)
     with pytest.raises(ValueError, match="at least 2 seeds"):
         stats.minimal_detectable_effect(1, 0.01, family_size=1)
+
+
+def test_planning_sd_is_the_pilots_upper_confidence_limit():
+    # χ² with 2 degrees of freedom is exponential with mean 2: its 20% quantile is −2 ln 0.8
+    assert stats.planning_sd(0.01, 3) == pytest.approx(0.01 * math.sqrt(2 / (-2 * math.log(0.8))), rel=1e-9)
+    # with many pilot seeds the limit approaches the estimate itself
+    assert 0.01 < stats.planning_sd(0.01, 200) < 0.0106
+    assert stats.planning_sd(0.01, 3, confidence=0.95) > stats.planning_sd(0.01, 3)
+    assert stats.planning_sd(0.0, 3) == 0.0
+    for bad in ({"pilot_sd": 0.01, "pilot_n": 1}, {"pilot_sd": -0.01, "pilot_n": 3},
+                {"pilot_sd": 0.01, "pilot_n": 3, "confidence": 1.0}):
+        with pytest.raises(ValueError):
+            stats.planning_sd(**bad)

@@ -12,9 +12,10 @@ first runs, its smallest effect size of interest (SESOI, default 1 accuracy poin
 The method (`kd bench`; the statistics are in stats.py):
 
 1. **Plan.** Three pilot seeds (1000-1002, exploratory, never reported) of the claim's two
-   arms give the spread of the paired difference; the seeds reported are the fewest that
-   give 80% power at the SESOI at Holm's strictest level, at least 5 and at most the
-   experiment's `max_seeds` (the CPU budget).
+   arms give the spread of the paired difference; the plan assumes its 80% upper confidence
+   limit (`stats.planning_sd`: a 3-seed pilot underestimates the spread about half the time),
+   and the seeds reported are the fewest that give 80% power at the SESOI at Holm's strictest
+   level, at least 5 and at most the experiment's `max_seeds` (the CPU budget).
 2. **Run.** Every arm on every seed, paired: a seed fixes the student's initialisation, the
    batch order and (below 100% labelled) which training examples keep their labels. Every
    arm's epoch is chosen on the validation split (`Context.fit`), never on the test split.
@@ -197,17 +198,19 @@ class SeedPlan:
     """How the number of reported seeds was chosen (stored in the result's provenance)."""
     pilot_seeds: tuple[int, ...]
     pilot_sd: float  # sd of the pilot's paired differences
-    needed: int  # seeds for 80% power at the SESOI (at Holm's strictest level), uncapped
+    needed: int  # seeds for 80% power at the SESOI (at Holm's strictest level) at planning_sd, uncapped
     cap: int  # the experiment's max_seeds
     seeds: int  # what was run: min(max(needed, MIN_REPORTED_SEEDS), cap)
     family_size: int
+    planning_sd: float  # the pilot sd's 80% upper confidence limit, which the power calculation assumes
 
     @property
     def text(self) -> str:
         capped = f", capped at {self.cap} by the CPU budget" if self.needed > self.cap else ""
         return (f"{self.seeds} seeds: the pilot (seeds {', '.join(map(str, self.pilot_seeds))}, not reported) "
-                f"gave a paired-difference sd of {self.pilot_sd * 100:.2f} points, so 80% power at the SESOI "
-                f"(two-sided, α = 0.05/{self.family_size}) needs {self.needed}{capped}")
+                f"gave a paired-difference sd of {self.pilot_sd * 100:.2f} points (80% upper confidence limit "
+                f"{self.planning_sd * 100:.2f}), so 80% power at the SESOI (two-sided, α = 0.05/{self.family_size}) "
+                f"at that sd needs {self.needed}{capped}")
 
 
 @dataclass
@@ -318,10 +321,11 @@ def plan_seeds(experiment: Experiment, *, family: int, log: Callable[[str], None
     pilot = run_experiment(experiment, PILOT_SEEDS, arms=(claim.treatment, claim.reference),
                            log=lambda line: log("  pilot" + line))
     sd = pilot.test.sd
-    needed = stats.seeds_needed(sd, experiment.sesoi, family_size=family, cap=200)
+    assumed = stats.planning_sd(sd, len(PILOT_SEEDS))
+    needed = stats.seeds_needed(assumed, experiment.sesoi, family_size=family, cap=200)
     floor = min(MIN_REPORTED_SEEDS, experiment.max_seeds)
     return SeedPlan(PILOT_SEEDS, sd, needed, experiment.max_seeds, min(max(needed, floor), experiment.max_seeds),
-                    family)
+                    family, assumed)
 
 
 # ---------------------------------------------------------------- presentation

@@ -159,6 +159,7 @@ def result_triples(module_name: str, concept: str, result: ExperimentResult, *, 
         family = result.plan.family_size
         t.add(base, kdo + "seedPlan", _lit(result.plan.text))
         t.add(base, kdo + "pilotSdDifference", _lit(result.plan.pilot_sd))
+        t.add(base, kdo + "planningSdDifference", _lit(result.plan.planning_sd))
         t.add(base, kdo + "seedsNeeded", _lit(result.plan.needed))
         t.add(base, kdo + "minimalDetectableEffect", _lit(result.minimal_detectable_effect(family)))
     for arm in result.arms:

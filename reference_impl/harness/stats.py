@@ -29,8 +29,14 @@ difference is then exact, p = 0 unless d̄ = 0 (p = 1), and p≈ = 0 when |d̄| 
 
 Power: the seeds a claim needs are the smallest n whose paired t-test (two-sided, at the
 Bonferroni level α/m, the strictest threshold Holm may apply) detects δ = Δ with
-probability 0.8, from a pilot's sd (noncentral t). The minimal detectable effect of a run
-is the δ it would detect with probability 0.8 at its n and sd.
+probability 0.8, from a pilot's sd (noncentral t). A pilot of 3 seeds estimates that sd
+badly (2 degrees of freedom: the estimate is below the true sd about half the time, and often
+by half), so the plan uses the pilot's one-sided 80% upper confidence limit instead,
+
+    s_plan = s · √((k − 1) / χ²(0.2; k − 1))        (k pilot seeds; Browne 1995)
+
+which for k = 3 is 2.12 · s. The minimal detectable effect of a run is the δ it would detect
+with probability 0.8 at its n and sd.
 """
 
 from __future__ import annotations
@@ -128,6 +134,23 @@ def power(n: int, sd: float, effect: float, alpha: float = ALPHA) -> float:
     if not math.isfinite(value):  # scipy's noncentral t gives NaN far in its tails
         value = 1.0 if abs(shift) > critical else 0.0
     return min(1.0, value)
+
+
+PLANNING_CONFIDENCE = 0.8
+
+
+def planning_sd(pilot_sd: float, pilot_n: int, *, confidence: float = PLANNING_CONFIDENCE) -> float:
+    """The one-sided upper confidence limit of a pilot's sd (Browne 1995), the sd a seed
+    plan should assume: s · √((k − 1) / χ²(1 − confidence; k − 1))."""
+    from scipy import stats
+    if pilot_n < 2:
+        raise ValueError(f"a pilot needs at least 2 seeds to estimate a spread, got {pilot_n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if pilot_sd < 0:
+        raise ValueError(f"an sd cannot be negative, got {pilot_sd}")
+    df = pilot_n - 1
+    return pilot_sd * math.sqrt(df / float(stats.chi2.ppf(1 - confidence, df)))
 
 
 def seeds_needed(sd: float, sesoi: float, *, family_size: int, target: float = POWER,

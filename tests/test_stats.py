@@ -115,3 +115,34 @@ def test_planning_sd_is_the_pilots_upper_confidence_limit():
                 {"pilot_sd": 0.01, "pilot_n": 3, "confidence": 1.0}):
         with pytest.raises(ValueError):
             stats.planning_sd(**bad)
+
+
+def test_equivalence_power_matches_a_simulation_of_tost():
+    rng = np.random.default_rng(7)
+    n, sd, sesoi, alpha = 12, 0.01, 0.01, 0.05
+    for effect in (0.0, 0.004):
+        draws = rng.normal(effect, sd, size=(20000, n))
+        mean, s = draws.mean(axis=1), draws.std(axis=1, ddof=1)
+        se = s / math.sqrt(n)
+        critical = sp.t.ppf(1 - alpha, n - 1)
+        simulated = np.mean(((mean + sesoi) / se > critical) & ((mean - sesoi) / se < -critical))
+        computed = stats.equivalence_power(n, sd, effect, sesoi, alpha)
+        assert computed <= simulated + 0.01  # a lower bound ...
+        assert computed == pytest.approx(simulated, abs=0.03)  # ... and a tight one at these powers
+    assert stats.equivalence_power(12, 0.0, 0.005, 0.01) == 1.0
+    assert stats.equivalence_power(12, 0.0, 0.02, 0.01) == 0.0
+
+
+def test_seeds_for_a_decisive_verdict_takes_the_easier_of_the_two_tests():
+    # a clear effect: the difference test alone decides, as seeds_needed says
+    assert stats.seeds_for_a_decisive_verdict(0.01, 0.02, 0.01, family_size=1) == \
+        stats.seeds_needed(0.01, 0.02, family_size=1)
+    # no effect at all: only equivalence can decide, and it needs more seeds at a stricter level
+    at_zero = stats.seeds_for_a_decisive_verdict(0.01, 0.0, 0.01, family_size=1)
+    assert stats.equivalence_power(at_zero, 0.01, 0.0, 0.01) >= 0.8 > \
+        stats.equivalence_power(at_zero - 1, 0.01, 0.0, 0.01)
+    assert stats.seeds_for_a_decisive_verdict(0.01, 0.0, 0.01, family_size=22) > at_zero
+    # half the SESOI is the hard case: too small to detect cheaply, too close to ±SESOI for equivalence
+    half = stats.seeds_for_a_decisive_verdict(0.01, 0.005, 0.01, family_size=1)
+    assert half > at_zero and half > stats.seeds_for_a_decisive_verdict(0.01, 0.01, 0.01, family_size=1)
+    assert stats.seeds_for_a_decisive_verdict(0.05, 0.005, 0.01, family_size=22, cap=40) == 41

@@ -136,6 +136,37 @@ def power(n: int, sd: float, effect: float, alpha: float = ALPHA) -> float:
     return min(1.0, value)
 
 
+def equivalence_power(n: int, sd: float, effect: float, sesoi: float, alpha: float = ALPHA) -> float:
+    """Probability that TOST at level alpha on n pairs shows |δ| < sesoi when the true difference is
+    `effect`: P(T₊ > c and T₋ < −c), bounded below by P(T₊ > c) + P(T₋ < −c) − 1 (T± noncentral t
+    with shifts (δ ± Δ)/(σ/√n), c = t(1 − α; n − 1)); the bound is tight where the power is high."""
+    from scipy import stats
+    if n < 2:
+        return 0.0
+    if sd <= 0:
+        return 1.0 if abs(effect) < sesoi else 0.0
+    df, se = n - 1, sd / math.sqrt(n)
+    critical = float(stats.t.ppf(1 - alpha, df))
+    above = float(stats.nct.sf(critical, df, (effect + sesoi) / se))
+    below = float(stats.nct.cdf(-critical, df, (effect - sesoi) / se))
+    value = above + below - 1
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
+
+
+def seeds_for_a_decisive_verdict(sd: float, effect: float, sesoi: float, *, family_size: int,
+                                 target: float = POWER, alpha: float = ALPHA, cap: int = 1000) -> int:
+    """Smallest n (≥ MIN_SEEDS) at which a claim whose true difference is `effect` gets a decisive
+    verdict (the difference test or TOST rejects at the Bonferroni level) with the target
+    probability; the larger of the two powers is used, a lower bound on P(either); `cap` + 1 when
+    even `cap` seeds are not enough. For costing a re-run, not for planning one (a plan must not
+    assume the effect it tests)."""
+    level = alpha / max(1, family_size)
+    for n in range(MIN_SEEDS, cap + 1):
+        if max(power(n, sd, effect, level), equivalence_power(n, sd, effect, sesoi, level)) >= target:
+            return n
+    return cap + 1
+
+
 PLANNING_CONFIDENCE = 0.8
 
 

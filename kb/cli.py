@@ -50,7 +50,8 @@ def main() -> None:
 @main.command("build")
 @DATA_DIR
 @click.option("--ontology-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Turtle sources (default: ./ontology, or $KD_ONTOLOGY_DIR).")
+              help="Turtle sources (default: ./ontology, or the copy installed with the package when there "
+                   "is no checkout; or $KD_ONTOLOGY_DIR).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Benchmark results as Turtle (default: ./results, or $KD_RESULTS_DIR; when given, it must exist).")
 @click.option("--no-export", is_flag=True, help="Skip writing the N-Triples/RDF-XML/JSON-LD exports.")

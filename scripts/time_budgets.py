@@ -1,6 +1,6 @@
 """Measure the project's time budgets (never asserted by a test; CI machines are noisy).
 
-    .venv/bin/python scripts/time_budgets.py [--repeat 1] [--only kd-run|build|site] [--json]
+    .venv/bin/python scripts/time_budgets.py [--repeat 1] [--only kd-run|build|site|examples] [--json]
         [--techniques soft_targets,fitnets] [--no-warm-up] [--write]
 
 - `kd run <technique>` for every technique module: the teaching-run budget (about 2 minutes
@@ -9,6 +9,9 @@
   (`--no-warm-up` skips that when the teachers are known to be cached).
 - `kd build` of the project's sources into a temporary data directory (budget: seconds).
 - `kd site build` from that build.
+- `examples/*.py`, the "Use it on your own model" examples (budget: about 2 minutes each);
+  `--write` records each one's time and printed output in results/example_times.json, which
+  that page shows.
 
 Prints one line per measurement: the wall time of each repetition and their median.
 `--write` adds the teaching runs' medians to results/teaching_times.json, which
@@ -43,7 +46,7 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--only", choices=["kd-run", "build", "site"], default=None)
+    parser.add_argument("--only", choices=["kd-run", "build", "site", "examples"], default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--techniques", default=None, help="comma-separated modules (default: every one)")
     parser.add_argument("--write", action="store_true", help="record the kd run medians in results/teaching_times.json")
@@ -73,8 +76,23 @@ def main() -> None:
             if args.warm_up:
                 timed(KD + ["run", name], env)  # trains and caches its teachers if they are missing
             rows.append((f"kd run {name}", [timed(KD + ["run", name], env) for _ in range(args.repeat)]))
+    outputs: dict[str, str] = {}
+    if args.only in (None, "examples"):
+        for path in sorted((ROOT / "examples").glob("*.py")):
+            times = []
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                done = subprocess.run([sys.executable, str(path)], cwd=ROOT, env=env, capture_output=True, text=True)
+                times.append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    raise SystemExit(f"{path.name} failed:\n{done.stderr[-2000:]}")
+            outputs[f"examples/{path.name}"] = done.stdout.strip()
+            rows.append((f"examples/{path.name}", times))
     if args.write:
-        record_teaching_times(rows)
+        if any(label.startswith("kd run ") for label, _ in rows):
+            record_teaching_times(rows)
+        if outputs:
+            record_example_times(rows, outputs)
     if args.json:
         print(json.dumps({name: times for name, times in rows}, indent=2))
         return
@@ -103,6 +121,23 @@ def record_teaching_times(rows: list[tuple[str, list[float]]]) -> None:
             "load": round(os.getloadavg()[0], 1),  # 1-min load when written: the timed runs add 1-2 (2 threads)
             "date": dt.date.today().isoformat()}
     path = results_dir() / TEACHING_TIMES
+    path.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+def record_example_times(rows: list[tuple[str, list[float]]], outputs: dict[str, str]) -> None:
+    """Each example's median time and its (last) printed output, for the "Use it on your own model" page."""
+    import datetime as dt
+
+    sys.path.insert(0, str(ROOT))
+    from reference_impl.harness.results import cpu_model, results_dir
+    path = results_dir() / "example_times.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    for label, values in rows:
+        if label in outputs:
+            times[label] = {"seconds": round(statistics.median(values), 1), "output": outputs[label],
+                            "machine": f"{cpu_model()}, {os.cpu_count()} threads",
+                            "load": round(os.getloadavg()[0], 1), "date": dt.date.today().isoformat()}
     path.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
     print(f"wrote {path}")
 

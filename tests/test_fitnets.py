@@ -44,7 +44,16 @@ def test_conv_regressor_maps_guided_shape_onto_hint_shape(guided, hint, kernel):
     assert out.shape == (3, *hint) and (out >= 0).all()  # ReLU, like the teacher's hint layer
 
 
-@pytest.mark.parametrize("guided, hint", [((8, 5), (64, 10)), ((8, 10), (64, 10, 10)), ((8, 4, 4, 4), (8, 4, 4, 4))])
+def test_regressor_of_fully_connected_layers_is_linear_and_keeps_the_sign_when_asked():
+    r = ConvRegressor((12,), (20,), relu=False)
+    assert isinstance(r.conv, torch.nn.Linear) and (r.conv.in_features, r.conv.out_features) == (12, 20)
+    x = torch.randn(5, 12)
+    assert torch.equal(r(x), r.conv(x)) and (r(x) < 0).any()
+    assert (ConvRegressor((12,), (20,))(x) >= 0).all()
+
+
+@pytest.mark.parametrize("guided, hint", [((8, 5), (64, 10)), ((8, 10), (64, 10, 10)), ((8, 4, 4, 4), (8, 4, 4, 4)),
+                                          ((8,), (64, 10))])
 def test_conv_regressor_rejects_shapes_it_cannot_map(guided, hint):
     with pytest.raises(ValueError, match="guided_shape"):
         ConvRegressor(guided, hint)

@@ -106,6 +106,7 @@ def navigation(m: model_mod.Model) -> list:
         {"Concepts": concepts},
         {"Papers": papers},
         {"Results": ["results/index.md", {"When does distillation help?": "regimes/index.md"}]},
+        {"Use it on your own model": "use/index.md"},
         {"SPARQL cookbook": "cookbook/index.md"},
         {"Data": [{"Downloads": "downloads/index.md"}, {"Implementations": "implementations/index.md"},
                   {"Facts": "facts/index.md"}, {"Sources": "sources/index.md"}]},

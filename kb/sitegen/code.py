@@ -167,3 +167,87 @@ def docstring_markdown(text: str) -> str:
             out.append("".join(p if p.startswith("`") else p.replace("<", "&lt;") for p in parts))
         previous_blank = not line.strip()
     return "\n".join(out)
+
+
+@dataclass
+class ProcedureInfo:
+    """What `reference_impl.distill` accepts for a technique, read from its PROCEDURE (never imported)."""
+    module: str
+    function: str
+    teacher: str  # "one", "several", "none" or "optional"
+    needs_labels: bool
+    needs_features: bool
+    settings: dict[str, str] = field(default_factory=dict)  # name -> default as written ("" if required)
+    teacher_free_settings: dict[str, str] | None = None  # teacher="optional": the variant run without one
+
+
+def _keyword_settings(function: ast.FunctionDef, skip: set[str], constants: dict[str, str]) -> dict[str, str]:
+    """A procedure's settings: its parameters after the first (ctx), with their defaults' source
+    (a module constant such as TEMPERATURE shown as its value)."""
+    a = function.args
+    positional = (a.posonlyargs + a.args)[1:]
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    pairs = list(zip(positional, defaults)) + list(zip(a.kwonlyargs, a.kw_defaults))
+    shown = lambda d: "" if d is None else constants.get(d.id, d.id) if isinstance(d, ast.Name) else ast.unparse(d)  # noqa: E731
+    return {arg.arg: shown(default) for arg, default in pairs if arg.arg not in skip}
+
+
+def _literal_constants(tree: ast.Module) -> dict[str, str]:
+    """Top-level `NAME = <literal>` assignments (arithmetic of numbers included, e.g. 1 / 100, shown
+    as its value), as source text."""
+    found, numbers = {}, {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = _arithmetic(node.value, numbers)
+            if value is not None:
+                numbers[node.targets[0].id] = value
+                found[node.targets[0].id] = repr(value)
+                continue
+            try:
+                ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            found[node.targets[0].id] = ast.unparse(node.value)
+    return found
+
+
+def _arithmetic(node: ast.expr, names: dict[str, float | int]) -> float | int | None:
+    """The value of + - * / ** over numbers and the numeric constants in `names`, or None."""
+    operators = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+                 ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b}
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.Name):
+        return names.get(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _arithmetic(node.operand, names)
+        return None if inner is None else -inner
+    if isinstance(node, ast.BinOp) and type(node.op) in operators:
+        left, right = _arithmetic(node.left, names), _arithmetic(node.right, names)
+        if left is None or right is None or (isinstance(node.op, ast.Div) and right == 0):
+            return None
+        return operators[type(node.op)](left, right)
+    return None
+
+
+def read_procedure(root: Path, module: str) -> ProcedureInfo | None:
+    """The module's `PROCEDURE = Procedure(function, teacher=..., ...)`, or None without one."""
+    tree = ast.parse(module_path(root, module).read_text(encoding="utf-8"))
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PROCEDURE"
+                                                     for t in node.targets)):
+            continue
+        call = node.value
+        if not (isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Name)):
+            return None
+        options = {k.arg: k.value for k in call.keywords}
+        literal = lambda name, default: ast.literal_eval(options[name]) if name in options else default  # noqa: E731
+        skip = {literal("teacher_setting", None)}
+        constants = _literal_constants(tree)
+        settings_of = lambda name: _keyword_settings(functions[name], skip, constants) if name in functions else {}  # noqa: E731
+        variant = options.get("without_teacher")
+        return ProcedureInfo(module, call.args[0].id, literal("teacher", "one"), literal("needs_labels", True),
+                             literal("needs_features", False), settings_of(call.args[0].id),
+                             settings_of(variant.id) if isinstance(variant, ast.Name) else None)
+    return None

@@ -17,6 +17,7 @@ Pages and where they live in the docs directory (mkdocs turns `x/y.md` into `/x/
 
 from __future__ import annotations
 
+import ast
 import html
 import json
 import posixpath
@@ -36,6 +37,8 @@ from . import code as codemod
 from .curves import curve_svg, summary as curve_summary
 from .forest import forest_svg
 from .model import FACT_KINDS, ROLES, Model, Result, local
+
+EXAMPLE_TIMES = "example_times.json"  # written by scripts/time_budgets.py --only examples --write
 
 RDF_FORMATS = {  # extension: (label, pyoxigraph format, media type)
     "ttl": ("Turtle", ox.RdfFormat.TURTLE, "text/turtle"),
@@ -433,6 +436,33 @@ class SiteWriter:
         self.render("implementations.md.j2", "implementations/index.md",
                     sources={i: self.source_of(i) for i in m.implementations})
         self.render("downloads.md.j2", "downloads/index.md", files=self.copy_downloads())
+        self.render("use.md.j2", "use/index.md", procedures=self.procedures(), examples=self.examples())
+
+    def procedures(self) -> list[dict]:
+        """Each implemented technique's `distill` settings, read from its module's PROCEDURE."""
+        found = []
+        for impl in sorted(self.m.implementations.values(), key=lambda i: i.name):
+            try:
+                info = codemod.read_procedure(self.root, impl.module)
+            except (OSError, SyntaxError, ValueError):
+                info = None
+            if info is not None:
+                found.append({"name": impl.name, "concept": impl.technique, "info": info})
+        return found
+
+    def examples(self) -> list[dict]:
+        """examples/*.py with their first docstring paragraph and, when measured, their run."""
+        folder = self.root / "examples"
+        times_file = self.root / "results" / EXAMPLE_TIMES
+        measured = json.loads(times_file.read_text(encoding="utf-8")) if times_file.is_file() else {}
+        found = []
+        for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            code = path.read_text(encoding="utf-8")
+            doc = ast.get_docstring(ast.parse(code)) or ""
+            relative = f"examples/{path.name}"
+            found.append({"path": relative, "code": code.rstrip(), "summary": doc.split("\n\n")[0].replace("\n", " "),
+                          "measured": measured.get(relative)})
+        return found
 
     def copy_downloads(self) -> dict[str, list[dict]]:
         """The whole knowledge base in every serialization, and the Turtle files it is built from."""

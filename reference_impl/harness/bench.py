@@ -35,6 +35,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +51,7 @@ from kb.budget import budget_binds
 from . import stats
 from .data import Split, load_split
 from .evaluate import Evaluation, evaluate
+from .hooks import capture, predict_features
 from .models import ModelSpec, build_model, n_params
 from .teachers import get_teacher
 from .train import TrainConfig, Validation, predict_logits, seed_everything, train
@@ -69,16 +71,22 @@ class Claim:
 
 @dataclass
 class Context:
-    """What an arm gets: the data, the frozen teacher and its cached outputs, a seed."""
+    """What an arm (a technique's procedure) gets: the data, the frozen teacher and its cached
+    outputs, the student to train, a seed. The benchmarks build one per seed from an Experiment;
+    `reference_impl.distill` builds one from a user's models and data, so both run the same code.
+    """
     split: Split
     teacher: nn.Module
     teacher_train_logits: Tensor  # teacher(split.x_train), row i belongs to sample i
-    student_spec: ModelSpec
+    student_spec: ModelSpec | None
     config: TrainConfig
     seed: int
     progress: str = ""  # e.g. "arm 2/3": shown in front of the training bar
     chosen_epochs: list[int] = field(default_factory=list)  # one per fit, chosen on validation
     temperature: float | None = None  # the teaching run's --temperature override; None: each arm's own
+    student_template: nn.Module | None = None  # a user's own student (distill); None: built from student_spec
+    teacher_feature_layer: str | None = None  # where feature-based arms read features; None: model.features
+    student_feature_layer: str | None = None
 
     def softening(self, default: float) -> float:
         """The distillation temperature an arm trains with: `default` (its own) unless the teaching
@@ -90,13 +98,32 @@ class Context:
     def teacher_train_features(self) -> Tensor:
         """The frozen teacher's penultimate features of every training input, row i = sample i,
         computed once (feature- and relation-based techniques index them with the batch)."""
+        x = self.split.x_train
+        if self.teacher_feature_layer is not None:
+            return predict_features(self.teacher, x, [self.teacher_feature_layer])[self.teacher_feature_layer].flatten(1)
+        _check_has_features(self.teacher, "teacher")
         with torch.no_grad():
             self.teacher.eval()
-            return self.teacher.features(self.split.x_train)
+            return self.teacher.features(x)
 
-    def new_student(self, spec: ModelSpec | None = None) -> nn.Module:
-        """A freshly initialised student; the same seed gives the same weights in every arm."""
-        seed_everything(self.seed)
+    def logits_and_features(self, student: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One forward pass of the student: its logits (B, classes) and features (B, F), read at
+        `student_feature_layer` (flattened) or, for the harness's models, from `features`/`head`."""
+        if self.student_feature_layer is None:
+            _check_has_features(student, "student")
+            features = student.features(x)
+            return student.head(features), features
+        with capture(student, [self.student_feature_layer]) as feats:
+            logits = student(x)
+        return logits, feats[self.student_feature_layer].flatten(1)
+
+    def new_student(self, spec: ModelSpec | None = None, *, seed: int | None = None) -> nn.Module:
+        """A freshly initialised student; the same seed gives the same weights in every arm.
+        With a user's `student_template`: the template itself, or (with another `seed`, e.g. a
+        second peer or a later generation) a copy of it with its parameters initialised afresh."""
+        if spec is None and self.student_template is not None:
+            return self.student_template if seed is None else reinitialised_copy(self.student_template, seed)
+        seed_everything(self.seed if seed is None else seed)
         return build_model(spec or self.student_spec, self.split)
 
     def fit(self, modules: nn.Module | list[nn.Module], n_samples: int, batch_loss: Callable[[Tensor], Tensor], *,
@@ -108,10 +135,34 @@ class Context:
         if self.split.x_val is not None:
             validation = Validation(deployed or modules[0], self.split.x_val, self.split.y_val)
         label = f"{self.progress} {desc}" if self.progress else desc
-        history = train(modules, n_samples, batch_loss, config or self.config, label, validation=validation)
+        history = train(modules, n_samples, on_device(batch_loss, modules), config or self.config, label,
+                        validation=validation)
         if validation is not None:
             self.chosen_epochs.append(validation.best_epoch)
         return history
+
+
+def on_device(batch_loss: Callable[[Tensor], Tensor], modules: list[nn.Module]) -> Callable[[Tensor], Tensor]:
+    """`train` draws batch indices on the CPU; with the models on another device (a user's
+    `device="cuda"`), the indices follow them, as the cached tensors they index do."""
+    device = next((p.device for m in modules for p in m.parameters()), torch.device("cpu"))
+    return batch_loss if device.type == "cpu" else (lambda idx: batch_loss(idx.to(device)))
+
+
+def _check_has_features(model: nn.Module, role: str) -> None:
+    if not (callable(getattr(model, "features", None)) and isinstance(getattr(model, "head", None), nn.Module)):
+        raise ValueError(f"this technique reads the {role}'s features: name the layer that produces them "
+                         f"({role}_feature_layer=...; its modules: {', '.join(n for n, _ in model.named_modules() if n)})")
+
+
+def reinitialised_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A deep copy of `model` whose layers are initialised afresh (`reset_parameters`) from `seed`."""
+    copy = deepcopy(model)
+    seed_everything(seed)
+    for module in copy.modules():
+        if callable(getattr(module, "reset_parameters", None)):
+            module.reset_parameters()
+    return copy
 
 
 @dataclass(frozen=True)
@@ -119,6 +170,26 @@ class Arm:
     key: str
     label: str
     train: Callable[[Context], nn.Module]
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """How a technique trains a student, as `reference_impl.distill` calls it: `train(ctx, **settings)`
+    returns the trained student. The module's benchmark arms call the same functions, so the API
+    and the benchmarks run one implementation. Settings are `train`'s keyword parameters."""
+    train: Callable[..., nn.Module]
+    teacher: str = "one"  # "one" model, "several" (a list), "none", or "optional" (then `without_teacher`)
+    needs_labels: bool = True
+    needs_features: bool = False  # reads penultimate features (name the layers for models outside the zoo)
+    teacher_setting: str | None = None  # the keyword the teacher(s) go to, when not ctx.teacher
+    model_settings: tuple[str, ...] = ()  # settings that hold models (moved to the device with the student)
+    without_teacher: Callable[..., nn.Module] | None = None  # with teacher="optional": the teacher-free variant
+
+    def __post_init__(self) -> None:
+        if self.teacher not in ("one", "several", "none", "optional"):
+            raise ValueError(f"teacher must be 'one', 'several', 'none' or 'optional', got {self.teacher!r}")
+        if (self.teacher == "optional") != (self.without_teacher is not None):
+            raise ValueError("without_teacher is given exactly when teacher='optional'")
 
 
 def scratch_student(ctx: Context) -> nn.Module:

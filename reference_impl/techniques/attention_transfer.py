@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, Procedure, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_positive, check_same_shape
 from reference_impl.harness.hooks import capture, predict_features
@@ -82,15 +82,24 @@ def attention_transfer_loss(student_features: Sequence[Tensor], teacher_features
 
 
 def at_student(ctx: Context, layers: Sequence[str] = ("blocks.0", "blocks.1"), *, beta: float = 1e3,
-               p: float = 2.0, kd_alpha: float = 0.0, temperature: float = 4.0):
-    """Train a fresh student on CE + β/2 · AT over `layers` (the same names in teacher and
-    student); with kd_alpha > 0 the CE is replaced by the soft-target loss (AT+KD).
+               p: float = 2.0, kd_alpha: float = 0.0, temperature: float = 4.0,
+               teacher_layers: Sequence[str] | None = None):
+    """Train a fresh student on CE + β/2 · AT over the student's `layers`, each paired with the
+    teacher's layer at the same position in `teacher_layers` (default: the same names); with
+    kd_alpha > 0 the CE is replaced by the soft-target loss (AT+KD).
     Teacher maps are computed once (frozen teacher) and indexed with the batch."""
     temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    teacher_layers = layers if teacher_layers is None else [teacher_layers] if isinstance(teacher_layers, str) \
+        else list(teacher_layers)
+    if len(teacher_layers) != len(layers):
+        raise ValueError(f"teacher_layers and layers must pair up one to one, got {len(teacher_layers)} and "
+                         f"{len(layers)}")
     student = ctx.new_student()
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
     # the teacher's normalised maps, once for the whole training set (row i belongs to x[i])
-    teacher_maps = {n: attention_map(a, p) for n, a in predict_features(ctx.teacher, x, layers).items()}
+    teacher_features = predict_features(ctx.teacher, x, teacher_layers)
+    teacher_maps = {n: attention_map(teacher_features[t], p) for n, t in zip(layers, teacher_layers)}
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher maps and logits alike
         with capture(student, layers) as feats:
@@ -134,6 +143,10 @@ EXPERIMENTS = [
               "reaches 93-95%, within 1-3 points of the teacher (96%), which leaves little to transfer.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(at_student)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

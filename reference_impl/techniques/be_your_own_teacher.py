@@ -63,14 +63,17 @@ without the extra heads. The experiment's teacher is not used: this is self-dist
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, Procedure, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_logits, check_positive, check_same_shape
+from reference_impl.harness.hooks import capture
 from reference_impl.harness.models import ConvNet
 from reference_impl.techniques.soft_targets import TEACHER, soft_target_kl
 
@@ -119,7 +122,8 @@ class MultiExitConvNet(nn.Module):
     def __init__(self, backbone: ConvNet, n_classes: int):
         super().__init__()
         if not isinstance(backbone, ConvNet) or len(backbone.blocks) < 2:
-            raise ValueError("backbone must be a harness ConvNet with at least two conv blocks (sections)")
+            raise ValueError("backbone must be a harness ConvNet with at least two conv blocks (sections); for "
+                         "another network, name its sections with exit_layers=[...]")
         self.backbone = backbone
         two_d = len(backbone.input_shape) == 3
         widths = [block[0].out_channels for block in backbone.blocks]
@@ -143,6 +147,49 @@ class MultiExitConvNet(nn.Module):
     def deployable(self) -> nn.Module:
         """The inference model: the shallow heads are dropped, the original network remains."""
         return self.backbone
+
+
+class PooledHead(nn.Module):
+    """A shallow classifier for any network: global average pooling over the section output's
+    spatial axes (if any), a linear bottleneck to the deepest features' width (ReLU when those
+    are non-negative), then a linear classifier. Returns (logits, features F_i)."""
+
+    def __init__(self, channels: int, width: int, n_classes: int, *, relu: bool):
+        super().__init__()
+        self.bottleneck = nn.Sequential(nn.Linear(channels, width), nn.ReLU() if relu else nn.Identity())
+        self.classifier = nn.Linear(width, n_classes)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:  # (B, C, *spatial) or (B, C)
+        features = self.bottleneck(h.flatten(2).mean(2) if h.dim() > 2 else h)
+        return self.classifier(features), features
+
+
+class HookedMultiExitNet(nn.Module):
+    """Any network (a user's own) with a PooledHead after each named section output; the deepest
+    classifier is the network's own output and F_C its (flattened) output at `feature_layer`.
+    Features are read with forward hooks, so the network is unchanged and is what is deployed."""
+
+    def __init__(self, network: nn.Module, exit_layers: list[str], feature_layer: str, probe: Tensor,
+                 n_classes: int):
+        super().__init__()
+        self.network, self.exit_layers, self.feature_layer = network, list(exit_layers), feature_layer
+        was_training = network.training
+        network.eval()
+        with torch.no_grad(), capture(network, [*self.exit_layers, feature_layer]) as feats:
+            network(probe)
+        network.train(was_training)
+        deep = feats[feature_layer].flatten(1)
+        self.shallow = nn.ModuleList(PooledHead(feats[n].shape[1], deep.shape[1], n_classes,
+                                                relu=bool((deep >= 0).all())) for n in self.exit_layers)
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        with capture(self.network, [*self.exit_layers, self.feature_layer]) as feats:
+            deep_logits = self.network(x)
+        exits = [head(feats[n]) for head, n in zip(self.shallow, self.exit_layers)]
+        return [z for z, _ in exits] + [deep_logits], [f for _, f in exits] + [feats[self.feature_layer].flatten(1)]
+
+    def deployable(self) -> nn.Module:
+        return self.network
 
 
 def feature_hint_loss(shallow_features: Tensor, deep_features: Tensor) -> Tensor:
@@ -208,14 +255,24 @@ def self_distillation_loss(exit_logits: list[Tensor], exit_features: list[Tensor
 
 
 def self_distilled_network(ctx: Context, *, temperature: float = TEMPERATURE, alpha: float = ALPHA,
-                           feature_weight: float = FEATURE_WEIGHT) -> nn.Module:
+                           feature_weight: float = FEATURE_WEIGHT,
+                           exit_layers: Sequence[str] | None = None) -> nn.Module:
     """Train backbone + shallow heads together; return the backbone alone (heads removed).
-    feature_weight is λ, a project choice to select on validation from FEATURE_WEIGHTS_TO_TRY."""
+    feature_weight is λ, a project choice to select on validation from FEATURE_WEIGHTS_TO_TRY.
+    exit_layers: for a network outside the harness, the sections after which a shallow head goes
+    (shallowest first), with F_C read at `ctx.student_feature_layer`."""
     _check_feature_weight(feature_weight)  # fail before training, not at the first batch
     temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
     backbone = ctx.new_student()  # the same initialisation as the baseline's network
-    model = MultiExitConvNet(backbone, ctx.split.n_classes)
     x, y = ctx.split.x_train, ctx.split.y_train
+    if exit_layers is None:
+        model = MultiExitConvNet(backbone, ctx.split.n_classes)
+    else:
+        exit_layers = [exit_layers] if isinstance(exit_layers, str) else list(exit_layers)
+        if not exit_layers or ctx.student_feature_layer is None:
+            raise ValueError("with exit_layers, name at least one section and the deepest features "
+                             "(student_feature_layer=...)")
+        model = HookedMultiExitNet(backbone, exit_layers, ctx.student_feature_layer, x[:2], ctx.split.n_classes)
 
     def batch_loss(idx: Tensor) -> Tensor:
         logits, features = model(x[idx])
@@ -265,6 +322,10 @@ EXPERIMENTS = [
               "split that the method no longer allows.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(self_distilled_network, teacher="none")
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -33,9 +33,9 @@ from dataclasses import replace
 
 from torch import Tensor, nn
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, build_model, freeze, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, Procedure, TrainConfig, freeze, run_cli
 from reference_impl.harness.bench import BASELINE, scratch_student
-from reference_impl.harness.train import predict_logits, seed_everything
+from reference_impl.harness.train import predict_logits
 from reference_impl.techniques.soft_targets import STUDENT, soft_target_kl
 
 CONCEPT = "BornAgainNetworks"
@@ -55,8 +55,7 @@ def teach_next_generation(teacher: nn.Module, ctx: Context, generation: int) -> 
     if generation < 1:
         raise ValueError(f"generation must be >= 1 (generation 0 is trained on labels), got {generation!r}")
     seed = ctx.seed + generation * GENERATION_SEED_STRIDE
-    seed_everything(seed)
-    student = build_model(ctx.student_spec, ctx.split)
+    student = ctx.new_student(seed=seed)  # the student's architecture, initialised afresh
     x = ctx.split.x_train
     teacher_logits = predict_logits(freeze(teacher), x)  # row i belongs to sample i
 
@@ -109,6 +108,10 @@ EXPERIMENTS = [
               "levelled off, a choice read off the test split that the method no longer allows.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(born_again_student, teacher="none")
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

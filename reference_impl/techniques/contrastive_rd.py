@@ -57,7 +57,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, Procedure, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_positive
 from reference_impl.techniques.soft_targets import STUDENT, TEACHER, distilled_student, soft_target_kl
@@ -250,13 +250,14 @@ def crd_student(ctx: Context, *, beta: float = BETA, kd_temperature: float | Non
     student = ctx.new_student()
     x, y, z_t = ctx.split.x_train, ctx.split.y_train, ctx.teacher_train_logits
     f_t = ctx.teacher_train_features
-    crd = CRDLoss(student.feature_dim, f_t.shape[1], len(y), y)  # y: labels of the inputs the banks index
     with torch.no_grad():
-        crd.initialise_memory(student.features(x), f_t)
+        f_s_all = ctx.logits_and_features(student, x)[1]
+    crd = CRDLoss(f_s_all.shape[1], f_t.shape[1], len(y), y)  # y: labels of the inputs the banks index
+    with torch.no_grad():
+        crd.initialise_memory(f_s_all, f_t)
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher outputs and memory rows alike
-        f_s = student.features(x[idx])
-        logits = student.head(f_s)
+        logits, f_s = ctx.logits_and_features(student, x[idx])
         loss = F.cross_entropy(logits, y[idx]) + beta * crd(f_s, f_t[idx], idx)
         if kd_temperature is not None:  # the authors' CRD + KD: `-r 1 -a 1 -b 0.8`, i.e. CE + T² KL + 0.8 L_critic
             loss = loss + soft_target_kl(logits, z_t[idx], kd_temperature)
@@ -297,6 +298,10 @@ EXPERIMENTS = [
                        "above the baseline, and crd+kd scored below both kd and crd.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(crd_student, needs_features=True)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, Procedure, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits, check_positive
 from reference_impl.techniques.attention_transfer import STUDENT as CNN_STUDENT
@@ -182,6 +182,10 @@ EXPERIMENTS = [
               "Exploratory seeds 0-1: DKD −0.8 and +1.4 points against KD.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(dkd_student)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -33,10 +33,9 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, TrainConfig, build_model, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, Procedure, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits, check_same_shape
-from reference_impl.harness.train import seed_everything
 from reference_impl.techniques.soft_targets import STUDENT, TEACHER, soft_target_kl
 
 CONCEPT = "DeepMutualLearning"
@@ -71,11 +70,7 @@ def new_cohort(ctx: Context, n_peers: int = 2) -> list[nn.Module]:
     """Peer 1 is initialised exactly like the baseline student; the others from other seeds."""
     if n_peers < 2:
         raise ValueError(f"n_peers must be at least 2, got {n_peers!r}")
-    peers = [ctx.new_student()]
-    for k in range(1, n_peers):
-        seed_everything(ctx.seed + k * PEER_SEED_STRIDE)
-        peers.append(build_model(ctx.student_spec, ctx.split))
-    return peers
+    return [ctx.new_student()] + [ctx.new_student(seed=ctx.seed + k * PEER_SEED_STRIDE) for k in range(1, n_peers)]
 
 
 def train_cohort(peers: list[nn.Module], ctx: Context) -> list[nn.Module]:
@@ -119,6 +114,10 @@ EXPERIMENTS = [
               "levelled off, a choice read off the test split that the method no longer allows.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(mutual_learning_peer, teacher="none")
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli, train
-from reference_impl.harness.bench import BASELINE
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, Procedure, TrainConfig, run_cli, train
+from reference_impl.harness.bench import BASELINE, on_device
 from reference_impl.harness.checks import check_finite, check_logits, check_same_shape
 from reference_impl.harness.hooks import capture, predict_features
 from reference_impl.techniques.attention_transfer import TEACHER_CONFIG
@@ -47,20 +47,27 @@ CONCEPT = "FitNets"
 
 
 class ConvRegressor(nn.Module):
-    """r: (B, C_g, *N_g) -> (B, C_h, *N_h), a valid convolution with kernel N_g − N_h + 1, then ReLU."""
+    """r: (B, C_g, *N_g) -> (B, C_h, *N_h), a valid convolution with kernel N_g − N_h + 1, then the
+    hint layer's nonlinearity (ReLU when the hints are non-negative, as after the harness's
+    conv-ReLU blocks; none otherwise). Fully connected layers (no spatial axes): a linear map."""
 
-    def __init__(self, guided_shape: Sequence[int], hint_shape: Sequence[int]):
+    def __init__(self, guided_shape: Sequence[int], hint_shape: Sequence[int], *, relu: bool = True):
         super().__init__()
         (c_g, *n_g), (c_h, *n_h) = guided_shape, hint_shape
+        self.relu = relu
+        if not n_g and not n_h:  # (B, F_g) -> (B, F_h)
+            self.conv = nn.Linear(c_g, c_h)
+            return
         if len(n_g) != len(n_h) or len(n_g) not in (1, 2) or any(g < h for g, h in zip(n_g, n_h)):
             raise ValueError(f"guided_shape {tuple(guided_shape)} cannot be regressed onto hint_shape "
-                             f"{tuple(hint_shape)}: need (channels, *spatial) with 1 or 2 spatial axes and "
-                             f"guided spatial sizes >= hint spatial sizes")
+                             f"{tuple(hint_shape)}: need (channels, *spatial) with 0, 1 or 2 spatial axes, the same "
+                             f"number in both, and guided spatial sizes >= hint spatial sizes; choose other layers")
         conv = nn.Conv1d if len(n_g) == 1 else nn.Conv2d
         self.conv = conv(c_g, c_h, kernel_size=tuple(g - h + 1 for g, h in zip(n_g, n_h)))
 
     def forward(self, guided: Tensor) -> Tensor:
-        return F.relu(self.conv(guided))
+        out = self.conv(guided)
+        return F.relu(out) if self.relu else out
 
 
 def hint_loss(regressed: Tensor, hint: Tensor) -> Tensor:
@@ -105,15 +112,17 @@ def hint_stage(ctx: Context, student: nn.Module, *, hint_layer: str, guided_laye
     hints = predict_features(ctx.teacher, x, [hint_layer])[hint_layer]  # frozen teacher, computed once
     with torch.no_grad(), capture(student, [guided_layer]) as feats:
         student(x[:2])
-    regressor = ConvRegressor(feats[guided_layer].shape[1:], hints.shape[1:])
+    # the hint layer's nonlinearity follows r (the authors' code): ReLU where the hints show one
+    regressor = ConvRegressor(feats[guided_layer].shape[1:], hints.shape[1:], relu=bool((hints >= 0).all()))
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs and cached hints alike
         with capture(student, [guided_layer]) as feats:
             student(x[idx])
         return hint_loss(regressor(feats[guided_layer]), hints[idx])
 
-    train([*modules_up_to(student, guided_layer), regressor], len(x), batch_loss,
-          replace(ctx.config, epochs=epochs), desc="FitNet stage 1 (hints)")
+    trained = [*modules_up_to(student, guided_layer), regressor.to(x.device)]
+    train(trained, len(x), on_device(batch_loss, trained), replace(ctx.config, epochs=epochs),
+          desc="FitNet stage 1 (hints)")
     return regressor
 
 
@@ -180,6 +189,10 @@ EXPERIMENTS = [
               "epochs, seeds 0-1) moved them to 90-93%, still below fitnets on both seeds.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(fitnet_student)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, Procedure, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits
 from reference_impl.techniques.soft_targets import BUDGET_NOTE, STUDENT, STUDENT_CONFIG, TEACHER, distilled_student
@@ -98,6 +98,10 @@ EXPERIMENTS = [
               "by under 2 points) and soft targets (T=4) were about 3.5 points above both.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(logit_matching_student, needs_labels=False)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -39,7 +39,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import (Arm, Claim, Context, Experiment, TrainConfig, load_split, predict_logits, run_cli)
+from reference_impl.harness import (Arm, Claim, Context, Experiment, Procedure, TrainConfig, load_split,
+                                    predict_logits, run_cli)
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_logits, check_positive
 from reference_impl.harness.teachers import get_teacher
@@ -147,12 +148,14 @@ def ensemble_logits(teachers: Sequence[nn.Module], x: Tensor) -> Tensor:
     return torch.stack([predict_logits(t, x) for t in teachers])
 
 
-def multi_teacher_student(ctx: Context, *, weighted: bool, temperature: float = 4.0, alpha: float = 0.9):
-    """Train a fresh student on the multi-teacher loss; teachers' outputs and weights cached per sample."""
+def multi_teacher_student(ctx: Context, *, weighted: bool = False, temperature: float = 4.0, alpha: float = 0.9,
+                          teachers: Sequence[nn.Module] | None = None):
+    """Train a fresh student on the multi-teacher loss; teachers' outputs and weights cached per sample.
+    `teachers`: frozen models (default: the experiment's ensemble of three seeds)."""
     temperature = ctx.softening(temperature)  # a teaching run's --temperature, else this arm's own
     student = ctx.new_student()
     x, y = ctx.split.x_train, ctx.split.y_train
-    z_t = ensemble_logits(ensemble(ctx), x)  # (M, n, classes)
+    z_t = ensemble_logits(ensemble(ctx) if teachers is None else teachers, x)  # (M, n, classes)
     w = confidence_weights(z_t, y) if weighted else None  # (n, M): fixed, since teachers and labels are
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher logits and weights alike
@@ -191,6 +194,10 @@ EXPERIMENTS = [
               "over seeds 1 and 2, by about the seed-to-seed spread; the weighted (CA-MKD) mixture fell between.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(multi_teacher_student, teacher="several", teacher_setting="teachers")
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

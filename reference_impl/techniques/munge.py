@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, predict_logits,
+from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, Procedure, TrainConfig, predict_logits,
                                     run_cli)
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_positive
@@ -199,6 +199,10 @@ EXPERIMENTS = [
               "can come to the ensemble.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(mimic_student, needs_labels=False, teacher_setting="ensemble")
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

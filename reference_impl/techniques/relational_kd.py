@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, Procedure, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_positive
 from reference_impl.techniques.soft_targets import STUDENT, STUDENT_CONFIG, TEACHER, cross_entropy_and_kd
@@ -178,8 +178,8 @@ def rkd_student(ctx: Context, *, kd_temperature: float | None = None,
     f_t = ctx.teacher_train_features
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher logits and features alike
-        f_s = student.features(x[idx])
-        return rkd_objective(student.head(f_s), f_s, f_t[idx], y[idx], z_t[idx], kd_temperature=kd_temperature,
+        logits, f_s = ctx.logits_and_features(student, x[idx])
+        return rkd_objective(logits, f_s, f_t[idx], y[idx], z_t[idx], kd_temperature=kd_temperature,
                              distance_weight=distance_weight, angle_weight=angle_weight)
 
     relational = "RKD-DA" if distance_weight or angle_weight else "CE"
@@ -224,6 +224,10 @@ EXPERIMENTS = [
                        "0.1 CE + 0.9 T² KL, confounded that CE/KL weighting with the relational term.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(rkd_student, needs_features=True)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -74,8 +74,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, load_split, predict_logits,
-                                    run_cli)
+from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, Procedure, TrainConfig, load_split,
+                                    predict_logits, run_cli)
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits, check_positive
 from reference_impl.harness.teachers import get_teacher
@@ -259,6 +259,17 @@ EXPERIMENTS = [
               "calibration error.",
     ),
 ]
+
+
+def reverse_kd_student(ctx: Context, *, temperature: float = 20.0, alpha: float = 0.6,
+                       soft_weight: float = REKD_SOFT_WEIGHT) -> nn.Module:
+    """Re-KD: the student learns from `ctx.teacher`, whatever its size (e.g. one weaker than the student)."""
+    return student_taught_by(ctx.teacher, ctx, temperature=temperature, alpha=alpha, soft_weight=soft_weight)
+
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(reverse_kd_student, teacher="optional", without_teacher=tfkd_reg_student)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

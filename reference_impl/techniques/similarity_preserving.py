@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, Procedure, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_finite, check_positive
 from reference_impl.techniques.soft_targets import STUDENT, STUDENT_CONFIG, TEACHER, cross_entropy_and_kd
@@ -106,8 +106,8 @@ def sp_student(ctx: Context, *, gamma: float = GAMMA, kd_temperature: float | No
     f_t = ctx.teacher_train_features
 
     def batch_loss(idx: Tensor) -> Tensor:  # idx indexes inputs, labels, teacher logits and features alike
-        f_s = student.features(x[idx])
-        return sp_objective(student.head(f_s), f_s, f_t[idx], y[idx], z_t[idx], kd_temperature=kd_temperature,
+        logits, f_s = ctx.logits_and_features(student, x[idx])
+        return sp_objective(logits, f_s, f_t[idx], y[idx], z_t[idx], kd_temperature=kd_temperature,
                             gamma=gamma)
 
     desc = (f"student (SP, γ={gamma:g}" if gamma else "student (CE") + (" + KD)" if kd_temperature else ")")
@@ -156,6 +156,10 @@ EXPERIMENTS = [
                        "the SP term.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(sp_student, needs_features=True)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

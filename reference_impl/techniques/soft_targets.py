@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, run_cli
+from reference_impl.harness import Arm, Claim, Context, Experiment, ModelSpec, Procedure, TrainConfig, run_cli
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_logits, check_positive
 
@@ -114,7 +114,8 @@ class CachedSoftTargets:
         # Classes first, (2C, N): log_softmax over a short class axis (C = 10) runs about ten times
         # faster on a CPU when that axis is not the last one, and a batch's targets then line up.
         self.weighted_targets = weighted_targets.t().contiguous()
-        self.inverse_temperatures = torch.tensor([1.0, 1.0 / temperature], dtype=p_teacher.dtype).view(2, 1, 1)
+        self.inverse_temperatures = torch.tensor([1.0, 1.0 / temperature], dtype=p_teacher.dtype,
+                                                 device=p_teacher.device).view(2, 1, 1)
 
     def __call__(self, student_logits: Tensor, idx: Tensor) -> Tensor:
         """The loss of a batch: `student_logits` (B, C) of the samples `idx` (B,)."""
@@ -212,6 +213,10 @@ EXPERIMENTS = [
               "22.6% vs 24.5% (+1.9 points, 95% CI -0.04 to +3.8, 5 seeds): inconclusive.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(distilled_student)
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, TrainConfig, build_model, freeze,
-                                    load_split, n_params, predict_logits, run_cli)
+from reference_impl.harness import (Arm, Claim, Context, Experiment, ModelSpec, Procedure, TrainConfig, build_model,
+                                    freeze, load_split, n_params, predict_logits, run_cli)
 from reference_impl.harness.bench import BASELINE
 from reference_impl.harness.checks import check_positive
 from reference_impl.harness.teachers import get_teacher
@@ -56,9 +56,11 @@ def distil_step(student: nn.Module, teacher: nn.Module, ctx: Context, *, tempera
     return student
 
 
-def check_sizes(teacher: nn.Module, assistants: Sequence[ModelSpec], student: ModelSpec, ctx: Context) -> list[int]:
+def check_sizes(teacher: nn.Module, assistants: Sequence[ModelSpec | nn.Module], student: ModelSpec | nn.Module,
+                ctx: Context) -> list[int]:
     """Parameter counts along the chain; each model must be strictly smaller than the one teaching it."""
-    sizes = [n_params(teacher)] + [n_params(build_model(s, ctx.split)) for s in (*assistants, student)]
+    sizes = [n_params(teacher)] + [n_params(m if isinstance(m, nn.Module) else build_model(m, ctx.split))
+                                   for m in (*assistants, student)]
     names = ["teacher"] + [f"assistants[{i}]" for i in range(len(assistants))] + ["student"]
     for (big, big_name), (small, small_name) in zip(zip(sizes, names), zip(sizes[1:], names[1:])):
         if small >= big:
@@ -67,18 +69,24 @@ def check_sizes(teacher: nn.Module, assistants: Sequence[ModelSpec], student: Mo
     return sizes
 
 
-def assistant_chain(ctx: Context, assistants: Sequence[ModelSpec], *, temperature: float = 4.0,
+def assistant_chain(ctx: Context, assistants: Sequence[ModelSpec | nn.Module], *, temperature: float = 4.0,
                     alpha: float = 0.9) -> nn.Module:
     """teacher → assistants[0] → ... → student; each model is taught by the frozen previous one.
-    With no assistants this is direct KD from the teacher."""
+    With no assistants this is direct KD from the teacher. An assistant is a harness ModelSpec
+    (built with the seed's initialisation) or a user's own, untrained nn.Module."""
     check_positive(temperature, "temperature")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    check_sizes(ctx.teacher, assistants, ctx.student_spec, ctx)
+    student = ctx.student_spec if ctx.student_template is None else ctx.student_template
+    check_sizes(ctx.teacher, assistants, student, ctx)
     teacher = ctx.teacher
-    for i, spec in enumerate((*assistants, ctx.student_spec)):
-        learner = ctx.new_student(spec)  # fresh weights; the seed gives the same init in every arm
-        role = "student" if i == len(assistants) else f"assistant {spec.describe()}"
+    for i, assistant in enumerate((*assistants, None)):
+        if assistant is None:  # the student, last in the chain
+            learner, role = ctx.new_student(), "student"  # fresh weights; the seed gives the same init in every arm
+        elif isinstance(assistant, ModelSpec):
+            learner, role = ctx.new_student(assistant), f"assistant {assistant.describe()}"
+        else:
+            learner, role = assistant, f"assistant {i + 1} ({type(assistant).__name__})"
         distil_step(learner, teacher, ctx, temperature=temperature, alpha=alpha,
                     desc=f"{role} from the {'teacher' if i == 0 else 'assistant'}")
         teacher = learner  # this step's learner, frozen by distil_step, teaches the next one
@@ -145,6 +153,10 @@ EXPERIMENTS = [
               "CNN 32-64 fc128 and fell for the largest teacher, so the peak was not where the claim was framed.",
     ),
 ]
+
+# How reference_impl.distill runs this technique on a user's models (the arms above call the same code)
+PROCEDURE = Procedure(assistant_chain, model_settings=("assistants",))
+
 
 if __name__ == "__main__":
     run_cli(__import__(__name__))

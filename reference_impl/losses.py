@@ -1,0 +1,59 @@
+"""The functional loss of every technique that has one, for your own training loop.
+
+    >>> import torch
+    >>> from reference_impl.losses import soft_target_loss
+    >>> student_logits = torch.tensor([[2.0, 0.5, -1.0]], requires_grad=True)
+    >>> teacher_logits, labels = torch.tensor([[3.0, 1.0, -2.0]]), torch.tensor([0])
+    >>> loss = soft_target_loss(student_logits, teacher_logits, labels, temperature=4.0, alpha=0.9)
+    >>> round(loss.item(), 4)  # 0.1 · CE + 0.9 · 4² · KL(p_t^T ‖ p_s^T) = 0.1 · 0.2413 + 0.9 · 16 · 0.01604
+    0.2552
+    >>> loss.backward()  # the teacher's logits need no gradient; the student's get one
+
+Every loss takes logits (batch, classes) and, where it has them, features (batch, ...),
+checks its input (ValueError naming what is wrong: shapes, NaN, labels out of range,
+T <= 0) and averages over the batch, so a loss does not change with the batch size.
+Teacher tensors are targets: no gradient flows into them. Each name links to its module,
+whose docstring gives the paper, the equation and the conventions (e.g. where a T² is).
+
+| loss | technique (module) | paper |
+|---|---|---|
+| `soft_target_loss`, `soft_target_kl` | soft targets | arXiv:1503.02531 |
+| `logit_matching_loss` | logit matching | arXiv:1312.6184 |
+| `dkd_loss` | decoupled KD | arXiv:2203.08679 |
+| `multi_teacher_loss`, `multi_teacher_kl` | multi-teacher | doi:10.1145/3097983.3098135 |
+| `born_again_loss` | born-again networks | arXiv:1805.04770 |
+| `mutual_learning_losses` | deep mutual learning | arXiv:1706.00384 |
+| `weighted_soft_target_loss`, `tfkd_reg_loss` | reverse / teacher-free KD | arXiv:1909.11723 |
+| `hint_loss`, `fitnets_kd_loss` | FitNets | arXiv:1412.6550 |
+| `attention_transfer_loss`, `attention_map` | attention transfer | arXiv:1612.03928 |
+| `rkd_loss`, `rkd_distance_loss`, `rkd_angle_loss` | relational KD | arXiv:1904.05068 |
+| `sp_loss` | similarity-preserving KD | arXiv:1907.09682 |
+| `CRDLoss` (a module: heads and memory bank) | contrastive representation distillation | arXiv:1910.10699 |
+| `self_distillation_loss`, `feature_hint_loss` | be your own teacher | arXiv:1905.08094 |
+
+`munge` (Buciluǎ et al. 2006) makes a transfer set rather than a loss; it is here too.
+"""
+
+from __future__ import annotations
+
+from .techniques.attention_transfer import attention_map, attention_transfer_loss
+from .techniques.be_your_own_teacher import feature_hint_loss, self_distillation_loss
+from .techniques.born_again import born_again_loss
+from .techniques.contrastive_rd import CRDLoss
+from .techniques.decoupled_kd import dkd_loss
+from .techniques.deep_mutual_learning import mutual_learning_losses
+from .techniques.fitnets import fitnets_kd_loss, hint_loss
+from .techniques.logit_matching import logit_matching_loss
+from .techniques.multi_teacher import multi_teacher_kl, multi_teacher_loss
+from .techniques.munge import munge
+from .techniques.relational_kd import rkd_angle_loss, rkd_distance_loss, rkd_loss
+from .techniques.reverse_distillation import tfkd_reg_loss, weighted_soft_target_loss
+from .techniques.similarity_preserving import sp_loss
+from .techniques.soft_targets import soft_target_kl, soft_target_loss
+
+__all__ = [
+    "CRDLoss", "attention_map", "attention_transfer_loss", "born_again_loss", "dkd_loss", "feature_hint_loss",
+    "fitnets_kd_loss", "hint_loss", "logit_matching_loss", "multi_teacher_kl", "multi_teacher_loss", "munge",
+    "mutual_learning_losses", "rkd_angle_loss", "rkd_distance_loss", "rkd_loss", "self_distillation_loss",
+    "soft_target_kl", "soft_target_loss", "sp_loss", "tfkd_reg_loss", "weighted_soft_target_loss",
+]

@@ -101,7 +101,7 @@ def make_steps(split, teacher, batch_size: int, generator: torch.Generator):
             with torch.no_grad(), capture(student, [GUIDED]) as feats:
                 student(x[:2])
             regressor = ConvRegressor(feats[GUIDED].shape[1:], hints.shape[1:])
-            params = [p for m in [*modules_up_to(student, GUIDED), regressor] for p in m.parameters()]
+            params = [p for m in [*modules_up_to(student, GUIDED, x[:2]), regressor] for p in m.parameters()]
             opt1 = torch.optim.Adam(params, 1e-3)
 
             def hint_step():

@@ -294,3 +294,15 @@ def test_progress_false_silences_the_bars_for_the_call_only(digits, monkeypatch)
     monkeypatch.setenv("KD_QUIET", "0")
     reference_impl.distill(MODELS["cnn"](0), MODELS["mlp"](1), digits[0], epochs=1, progress=False)
     assert seen[-1] == "1" and os.environ["KD_QUIET"] == "0"
+
+
+def test_attention_transfer_needs_maps_of_one_size_and_says_so(digits):
+    """AT compares spatial attention maps position by position: layers of different resolution
+    (the teacher's 4x4 stage2 against the student's 8x8 stem) cannot be paired."""
+    (x, y), _ = digits
+    with pytest.raises(ValueError, match="shape"):
+        reference_impl.distill(MODELS["cnn"](0), MODELS["cnn"](1), (x[:64], y[:64]), technique="attention_transfer",
+                               layers=["stem"], teacher_layers=["stage2"], epochs=1)
+    with pytest.raises(ValueError, match="pair up one to one"):
+        reference_impl.distill(MODELS["cnn"](0), MODELS["cnn"](1), (x[:64], y[:64]), technique="attention_transfer",
+                               layers=["stem"], teacher_layers=["stem", "stage2"], epochs=1)

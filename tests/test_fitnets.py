@@ -101,10 +101,29 @@ def test_kd_loss_rejects_bad_input():
 def test_modules_up_to_the_guided_layer_are_the_lower_convolutions():
     split = load_split("mnist1d")
     student = build_model(STUDENT, split)
-    assert modules_up_to(student, "blocks.1") == [student.blocks[0][0], student.blocks[1][0]]
-    assert modules_up_to(student, "blocks.3")[-1] is student.blocks[3][0]
-    with pytest.raises(ValueError, match="name"):
-        modules_up_to(student, "blocks.9")
+    probe = split.x_train[:2]
+    assert modules_up_to(student, "blocks.1", probe) == [student.blocks[0][0], student.blocks[1][0]]
+    assert modules_up_to(student, "blocks.3", probe)[-1] is student.blocks[3][0]
+    with pytest.raises(ValueError, match="blocks.9"):
+        modules_up_to(student, "blocks.9", probe)
+
+
+def test_modules_up_to_follows_the_data_not_the_registration_order():
+    class Reversed(torch.nn.Module):  # the head is registered before the layers that feed it
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(4, 3)
+            self.late = torch.nn.Linear(4, 4)
+            self.early = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4))
+
+        def forward(self, x):
+            return self.head(self.late(self.early(x)))
+
+    model = Reversed().train()
+    stats = model.early[1].running_mean.clone()
+    assert modules_up_to(model, "early", torch.randn(2, 5)) == [model.early[0], model.early[1]]
+    assert modules_up_to(model, "late", torch.randn(2, 5)) == [model.late, model.early[0], model.early[1]]
+    assert torch.equal(model.early[1].running_mean, stats) and model.training  # probed in eval mode, restored
 
 
 def test_stage_one_trains_only_the_lower_layers_and_never_the_teacher():

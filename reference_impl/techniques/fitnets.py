@@ -95,23 +95,32 @@ def fitnets_kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tens
                                                                           temperature) / temperature**2
 
 
-def modules_up_to(model: nn.Module, name: str) -> list[nn.Module]:
-    """The parameterised modules that run before and inside `name` (registration order, which is
-    forward order for the harness's sequential models): what stage 1 trains."""
-    names = [n for n, _ in model.named_modules()]
-    if name not in names or not name:
-        raise ValueError(f"name {name!r} is not a module of {type(model).__name__}")
-    last = max(i for i, n in enumerate(names) if n == name or n.startswith(name + "."))
-    modules = [m for _, m in list(model.named_modules())[:last + 1]]
-    return [m for m in modules if any(True for _ in m.parameters(recurse=False))]
+def modules_up_to(model: nn.Module, name: str, probe: Tensor) -> list[nn.Module]:
+    """The modules whose own parameters shape the output of module `name` on `probe` inputs (found
+    with autograd, so any architecture works, whatever order its layers are registered in), in
+    registration order: what stage 1 trains."""
+    was_training = model.training
+    model.eval()  # a probe must not move BatchNorm statistics or draw dropout masks
+    try:
+        with capture(model, [name]) as feats:  # an unknown name raises ValueError listing the modules
+            model(probe)
+    finally:
+        model.train(was_training)
+    owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    params = [p for m in owners for p in m.parameters(recurse=False) if p.requires_grad]
+    grads = torch.autograd.grad(feats[name].float().sum(), params, allow_unused=True)
+    feeding = {id(p) for p, g in zip(params, grads) if g is not None}
+    return [m for m in owners if any(id(p) in feeding for p in m.parameters(recurse=False))]
 
 
 def hint_stage(ctx: Context, student: nn.Module, *, hint_layer: str, guided_layer: str, epochs: int) -> ConvRegressor:
     """Stage 1: train the student up to `guided_layer`, and a regressor, on Eq. (3). Returns r."""
     x = ctx.split.x_train
     hints = predict_features(ctx.teacher, x, [hint_layer])[hint_layer]  # frozen teacher, computed once
-    with torch.no_grad(), capture(student, [guided_layer]) as feats:
+    was_training = student.training
+    with torch.no_grad(), capture(student.eval(), [guided_layer]) as feats:  # a probe: BatchNorm statistics kept
         student(x[:2])
+    student.train(was_training)
     # the hint layer's nonlinearity follows r (the authors' code): ReLU where the hints show one
     regressor = ConvRegressor(feats[guided_layer].shape[1:], hints.shape[1:], relu=bool((hints >= 0).all()))
 
@@ -120,7 +129,7 @@ def hint_stage(ctx: Context, student: nn.Module, *, hint_layer: str, guided_laye
             student(x[idx])
         return hint_loss(regressor(feats[guided_layer]), hints[idx])
 
-    trained = [*modules_up_to(student, guided_layer), regressor.to(x.device)]
+    trained = [*modules_up_to(student, guided_layer, x[:2]), regressor.to(x.device)]
     train(trained, len(x), on_device(batch_loss, trained), replace(ctx.config, epochs=epochs),
           desc="FitNet stage 1 (hints)")
     return regressor

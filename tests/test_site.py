@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -345,3 +346,27 @@ def test_site_build_command(tmp_path):
                                   "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "kd build" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_use_it_on_your_own_model_page_lists_every_technique_and_the_examples(site, built):
+    page = (site.docs / "use" / "index.md").read_text()
+    modules = built.select("SELECT ?m WHERE { ?i kdo:pythonModule ?m }")
+    names = {m["m"].rsplit(".", 1)[-1] for m in modules if ".techniques." in m["m"]}
+    assert names
+    for name in names:  # one table row per technique, with its settings
+        row = next(line for line in page.splitlines() if line.startswith("| [") and f"[{name.replace('_', '&#95;')}]" in line)
+        assert row.count("|") == 5
+    assert "`temperature` (4.0), `alpha` (0.9)" in page  # soft targets' settings, read from its PROCEDURE
+    for example in sorted((REPO / "examples").glob("*.py")):
+        assert f"### `examples/{example.name}`" in page
+        assert "from reference_impl import distill" in (REPO / "examples" / example.name).read_text()
+    assert (site.html / "use" / "index.html").is_file()
+    nav = json.loads((site.out / "nav.json").read_text())
+    assert {"Use it on your own model": "use/index.md"} in nav
+
+
+def test_technique_page_shows_the_distill_call_with_its_settings(site):
+    page = (site.docs / "concepts" / "SoftTargetDistillation.md").read_text()
+    assert 'technique="soft_targets"' in page and "temperature=4.0" in page and "alpha=0.9" in page
+    page = (site.docs / "concepts" / "RelationalKD.md").read_text()
+    assert 'student_feature_layer="..."' in page

@@ -413,13 +413,15 @@ class SiteWriter:
         for axis in m.axes.values():
             self.render("axis.md.j2", f"taxonomy/{axis.name}.md", axis=axis, diagram=diagrams[axis.iri])
         self.render("concepts.md.j2", "concepts/index.md")
+        procedures = {p["iri"]: p["info"] for p in self.procedures()}
         for c in m.concepts.values():
             rdf = self.write_rdf(c.iri, "concepts")
             impls = [(m.implementations[i], self.source_of(i)) for i in c.implementations if i in m.implementations]
             self.render("concept.md.j2", f"concepts/{c.name}.md", c=c, rdf=rdf, RDF_FORMATS=RDF_FORMATS,
                         diagram=self.neighbourhood(c.iri), implementations=impls,
                         results=[m.results[r] for r in c.results], plots=plots,
-                        category_forest=self.category_forest(c.iri), regime=self.regime_of(c.iri))
+                        category_forest=self.category_forest(c.iri), regime=self.regime_of(c.iri),
+                        procedures=procedures)
         self.render("papers.md.j2", "papers/index.md")
         for p in m.papers.values():
             rdf = self.write_rdf(p.iri, "papers")
@@ -447,7 +449,7 @@ class SiteWriter:
             except (OSError, SyntaxError, ValueError):
                 info = None
             if info is not None:
-                found.append({"name": impl.name, "concept": impl.technique, "info": info})
+                found.append({"name": impl.name, "iri": impl.iri, "concept": impl.technique, "info": info})
         return found
 
     def examples(self) -> list[dict]:

@@ -136,3 +136,15 @@ def test_kd_builds_validates_and_queries_outside_the_checkout(venv: Path, workdi
                   'SELECT ?label WHERE { kd:KnowledgeDistillation skos:prefLabel ?label FILTER(lang(?label) = "en") }'],
                  cwd=workdir, env=env).stdout.splitlines()
     assert label[:2] == ["label", "Knowledge Distillation"], label
+
+
+def test_the_public_api_runs_from_the_wheel(venv: Path, workdir: Path):
+    """A user's script outside the checkout: distil with the installed package."""
+    script = ("import torch, reference_impl; from torch import nn; from reference_impl import distill, losses; "
+              "torch.manual_seed(0); x, y = torch.randn(64, 6), torch.randint(0, 3, (64,)); "
+              "t = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)); "
+              "s = nn.Linear(6, 3); r = distill(t, s, (x, y), epochs=1, validation=(x, y)); "
+              "assert r.student is s and 0 <= r.metrics['validation_accuracy'] <= 1; "
+              "assert callable(losses.soft_target_loss); print(reference_impl.__file__)")
+    out = _run([venv / "bin" / "python", "-c", script], cwd=workdir, env=_clean_env()).stdout.strip()
+    assert Path(out).resolve().is_relative_to(next((venv / "lib").glob("python3*/site-packages")).resolve())

@@ -4,13 +4,12 @@ the teaching run's output. The statistics themselves are pinned in test_stats.py
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pyoxigraph as ox
-import math
-
 import pytest
 import torch
 
@@ -354,3 +353,36 @@ def test_every_experiment_with_a_temperature_lets_the_override_reach_its_arms():
     for name in ("born_again", "deep_mutual_learning", "munge"):
         assert all(e.temperature is None for e in registry.load(name).EXPERIMENTS), name
     assert declared["soft_targets/soft-vs-hard"] == 4.0 and declared["reverse_distillation/teacher-free"] == 20.0
+
+
+def test_a_rerun_reports_fresh_seeds_and_says_why(monkeypatch, tmp_path):
+    base = tiny(soft_targets.EXPERIMENTS[0])
+    with pytest.raises(ValueError, match="rerun_reason"):
+        replace(base, first_seed=100)  # fresh seeds need a stated reason
+    with pytest.raises(ValueError, match="rerun_reason"):
+        replace(base, rerun_reason="why")  # and a reason needs fresh seeds
+    with pytest.raises(ValueError, match="pilot seeds"):
+        replace(base, first_seed=998, rerun_reason="overlaps the pilot", max_seeds=5)
+    rerun = replace(base, first_seed=100, rerun_reason="supersedes the 5-seed run of seeds 0-4", max_seeds=6)
+    assert rerun.reported_seeds(3) == (100, 101, 102) and base.reported_seeds(3) == (0, 1, 2)
+    seen = []
+    real_run = bench.run_experiment
+
+    def fake_plan(experiment, *, family, log=print):
+        return bench.SeedPlan(bench.PILOT_SEEDS, 0.01, 4, experiment.max_seeds, 3, family, 0.02)
+
+    def spy_run(experiment, seeds=None, *args, **kwargs):
+        seen.append(tuple(seeds))
+        return real_run(experiment, seeds, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "plan_seeds", fake_plan)
+    monkeypatch.setattr(bench, "run_experiment", spy_run)
+    module = type(soft_targets)("reference_impl.techniques.soft_targets")
+    module.__dict__.update({k: v for k, v in vars(soft_targets).items() if k != "EXPERIMENTS"})
+    module.EXPERIMENTS = [rerun]
+    benchmark(module, directory=tmp_path)
+    assert seen == [(100, 101, 102)]
+    store = ox.Store()
+    store.load(path=str(tmp_path / "soft_targets.ttl"), format=ox.RdfFormat.TURTLE)
+    rows = list(store.query(f"SELECT ?seeds ?why WHERE {{ ?r <{KDO}seeds> ?seeds ; <{KDO}rerunReason> ?why }}"))
+    assert [(r["seeds"].value, r["why"].value) for r in rows] == [("100 101 102", "supersedes the 5-seed run of seeds 0-4")]

@@ -227,6 +227,7 @@ class Result:
     minimal_detectable_effect: float | None = None
     selection: str = ""
     epoch_selection: str = ""
+    rerun_reason: str = ""
     interpretation: str = ""
 
     @property
@@ -679,6 +680,7 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
             family_size=_int(_first(v, KDO + "familySize", None)), seed_plan=_first(v, KDO + "seedPlan") or "",
             minimal_detectable_effect=_float(_first(v, KDO + "minimalDetectableEffect", None)),
             selection=_first(v, KDO + "selectionProcedure") or "", epoch_selection=_first(v, KDO + "epochSelection") or "",
+            rerun_reason=_first(v, KDO + "rerunReason") or "",
             interpretation=_first(v, KDO + "interpretation") or "",
         )
     return dict(sorted(out.items(), key=lambda kv: kv[1].key))

@@ -223,6 +223,11 @@ class Experiment:
     # temperature, so --temperature does not apply). A teaching run's --temperature replaces it.
     temperature: float | None = None
     selection: str = ""  # how settings the project chose (not the paper) were chosen on validation
+    # The reported seeds are first_seed, first_seed + 1, ...: a re-run after an inconclusive result
+    # starts past every seed reported before, so that no seed already seen is reported again (the
+    # earlier run is superseded, not extended), and says why in rerun_reason.
+    first_seed: int = 0
+    rerun_reason: str = ""
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -232,12 +237,22 @@ class Experiment:
             raise ValueError(f"{self.key}: a SESOI above {DEFAULT_SESOI:g} needs a reason (sesoi_reason)")
         if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"{self.key}: temperature must be None or a number > 0, got {self.temperature!r}")
+        if self.first_seed < 0 or (self.first_seed > 0) != bool(self.rerun_reason):
+            raise ValueError(f"{self.key}: first_seed must be >= 0, and moved past 0 exactly when rerun_reason "
+                             f"says why (got first_seed={self.first_seed}, rerun_reason={self.rerun_reason!r})")
+        if set(self.reported_seeds(self.max_seeds)) & set(PILOT_SEEDS):
+            raise ValueError(f"{self.key}: the reported seeds {self.first_seed}..{self.first_seed + self.max_seeds - 1} "
+                             f"must not include the pilot seeds {PILOT_SEEDS}")
         if self.max_seeds < stats.MIN_SEEDS:
             raise ValueError(f"{self.key}: max_seeds must be at least {stats.MIN_SEEDS}, got {self.max_seeds}")
         keys = [a.key for a in self.arms]
         for role, key in (("treatment", self.claim.treatment), ("reference", self.claim.reference)):
             if key not in keys:
                 raise ValueError(f"{self.key}: the claim's {role} arm {key!r} is not among the arms {keys}")
+
+    def reported_seeds(self, n: int) -> tuple[int, ...]:
+        """The n seeds a benchmark reports: first_seed onwards."""
+        return tuple(range(self.first_seed, self.first_seed + n))
 
     def arm(self, key: str) -> Arm:
         return next(a for a in self.arms if a.key == key)
@@ -524,7 +539,7 @@ def benchmark(module: ModuleType, seeds: tuple[int, ...] | None = None, write: b
         if seeds is None:
             plan = plan_seeds(experiment, family=family)
             print(f"  seeds: {plan.text}", flush=True)
-        result = run_experiment(experiment, seeds if seeds is not None else tuple(range(plan.seeds)))
+        result = run_experiment(experiment, seeds if seeds is not None else experiment.reported_seeds(plan.seeds))
         result.plan = plan
         print(summary(result))
         results.append(result)

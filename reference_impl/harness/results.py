@@ -142,6 +142,8 @@ def result_triples(module_name: str, concept: str, result: ExperimentResult, *, 
         t.add(base, kdo + "sesoiReason", _lit(e.sesoi_reason))
     if e.selection:
         t.add(base, kdo + "selectionProcedure", _lit(e.selection))
+    if e.rerun_reason:
+        t.add(base, kdo + "rerunReason", _lit(e.rerun_reason))
     if e.notes:
         t.add(base, PREFIXES["skos"] + "note", _lit(e.notes))
     t.add(base, kdo + "plot", _lit(plot))

@@ -306,3 +306,18 @@ def test_attention_transfer_needs_maps_of_one_size_and_says_so(digits):
     with pytest.raises(ValueError, match="pair up one to one"):
         reference_impl.distill(MODELS["cnn"](0), MODELS["cnn"](1), (x[:64], y[:64]), technique="attention_transfer",
                                layers=["stem"], teacher_layers=["stem", "stage2"], epochs=1)
+
+
+def test_extra_networks_are_fresh_copies_of_the_users_architecture(digits):
+    """DML's second peer and a born-again generation: the user's architecture, initialised afresh
+    from their own seed (different weights, BatchNorm statistics reset), never the student itself."""
+    from reference_impl.harness.bench import reinitialised_copy
+    student = MODELS["mlp"](1)
+    with torch.no_grad():
+        student.hidden[1].running_mean.fill_(3.0)
+    a, b, again = reinitialised_copy(student, 7), reinitialised_copy(student, 8), reinitialised_copy(student, 7)
+    assert a is not student and type(a) is type(student)
+    assert not torch.equal(a.out.weight, student.out.weight) and not torch.equal(a.out.weight, b.out.weight)
+    assert torch.equal(a.out.weight, again.out.weight)  # seeded
+    assert torch.equal(a.hidden[1].running_mean, torch.zeros(32))  # BatchNorm statistics reset
+    assert torch.equal(student.hidden[1].running_mean, torch.full((32,), 3.0))  # the original untouched

@@ -137,7 +137,7 @@ def _train(found: Procedure, technique: str, teacher, student, data, *, validati
            settings) -> Distilled:
     started = time.perf_counter()
     train_settings, variant = _check_settings(technique, found, teacher, settings)
-    device = torch.device(device)
+    device = _device(device)
     _check_positive_int(epochs, "epochs")
     _check_positive_int(batch_size, "batch_size")
     if not isinstance(student, nn.Module):
@@ -213,6 +213,18 @@ def _progress_bars(show: bool | None) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- checks and conversions
+def _device(device) -> torch.device:
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but this torch build sees no CUDA device")
+    if found.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (the devices the project supports), got {device!r}")
+    return found
+
+
 def _check_positive_int(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

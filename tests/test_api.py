@@ -177,6 +177,8 @@ def test_settings_reach_the_procedure(digits, monkeypatch):
     (lambda t, s, d: reference_impl.distill(t, s, (d[0], d[1][:-1])), "one class index per input"),
     (lambda t, s, d: reference_impl.distill(t, s, d, temperature=0.0), "temperature must be a finite number > 0"),
     (lambda t, s, d: reference_impl.distill(t, s, d, epochs=0), "epochs must be a positive integer"),
+    (lambda t, s, d: reference_impl.distill(t, s, d, device="gpu"), "device must be"),
+    (lambda t, s, d: reference_impl.distill(t, s, d, device="meta"), "device must be 'cpu' or 'cuda'"),
     (lambda t, s, d: reference_impl.distill(t, s, d, technique="relational_kd"), "name the layer.*_feature_layer"),
     (lambda t, s, d: reference_impl.distill(t, s, d, technique="teacher_assistant"), "needs the setting assistants"),
     (lambda t, s, d: reference_impl.distill(t, s, (d[0][:, :10], d[1])), "cannot take the data's inputs"),
@@ -321,3 +323,9 @@ def test_extra_networks_are_fresh_copies_of_the_users_architecture(digits):
     assert torch.equal(a.out.weight, again.out.weight)  # seeded
     assert torch.equal(a.hidden[1].running_mean, torch.zeros(32))  # BatchNorm statistics reset
     assert torch.equal(student.hidden[1].running_mean, torch.full((32,), 3.0))  # the original untouched
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_asking_for_cuda_without_one_is_a_clear_error(digits):
+    with pytest.raises(ValueError, match="sees no CUDA device"):
+        reference_impl.distill(MODELS["cnn"](0), MODELS["mlp"](1), digits[0], device="cuda")

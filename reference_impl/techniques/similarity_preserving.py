@@ -137,9 +137,9 @@ EXPERIMENTS = [
                     "without distillation.", SOURCE, treatment="sp", reference="baseline"),
         dataset="mnist1d", teacher=TEACHER, student=STUDENT, arms=(BASELINE, SP),
         student_config=STUDENT_CONFIG,
-        notes=REGIME + " The verdict is fragile: run with 2 torch threads instead of 1 (the recorded runs use 1), "
-                       "whose different summation order changes the last digits of every step, the same 5 seeds "
-                       "gave +1.16 points (95% CI -0.18 to +2.50): inconclusive.",
+        notes=REGIME + " An earlier run (100 epochs, 5 seeds) was fragile: with 2 torch threads instead of 1 "
+                       "(the recorded runs use 1), whose different summation order changes the last digits of every "
+                       "step, the same 5 seeds gave +1.16 points (95% CI -0.18 to +2.50): inconclusive.",
     ),
     Experiment(
         key="sp-complements-kd",

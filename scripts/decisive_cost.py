@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kb.namespaces import KDO  # noqa: E402
 from reference_impl.harness import stats  # noqa: E402
+from reference_impl.harness.bench import family_size  # noqa: E402
 from reference_impl.harness.results import results_dir  # noqa: E402
 
 QUERY = f"""PREFIX kdo: <{KDO}>
@@ -47,8 +48,9 @@ def main() -> None:
     rows = list(store.query(QUERY))
     if not rows:
         raise SystemExit("no stored claims: run `kd bench` first")
-    family = len(rows)
-    print(f"family of {family} claims; decisive with probability {args.target:.0%} at α = 0.05/{family}")
+    family = family_size()  # every claim the project tests, run or not (bench's family: Holm's strictest level)
+    print(f"family of {family} claims ({len(rows)} stored); decisive with probability {args.target:.0%} "
+          f"at α = 0.05/{family}")
     print("| claim | verdict | difference ± sd | seeds run | seeds (sd) | seeds (sd's 80% UCL) | CPU min/seed "
           "| CPU h (sd) | CPU h (UCL) |")
     print("|---|---|---|---|---|---|---|---|---|")

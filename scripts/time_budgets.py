@@ -136,7 +136,8 @@ def record_example_times(rows: list[tuple[str, list[float]]], outputs: dict[str,
     for label, values in rows:
         if label in outputs:
             times[label] = {"seconds": round(statistics.median(values), 1), "output": outputs[label],
-                            "machine": f"{cpu_model()}, {os.cpu_count()} threads",
+                            "machine": f"{cpu_model()}, {os.cpu_count()} cores, "
+                                       f"{os.environ.get('OMP_NUM_THREADS') or os.cpu_count()} torch thread(s)",
                             "load": round(os.getloadavg()[0], 1), "date": dt.date.today().isoformat()}
     path.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
     print(f"wrote {path}")

@@ -144,7 +144,9 @@ class Context:
 
 def on_device(batch_loss: Callable[[Tensor], Tensor], modules: list[nn.Module]) -> Callable[[Tensor], Tensor]:
     """`train` draws batch indices on the CPU; with the models on another device (a user's
-    `device="cuda"`), the indices follow them, as the cached tensors they index do."""
+    `device="cuda"`), the indices follow them, as the cached tensors they index do. (Done here,
+    not in train.py: that file's bytes are part of the teacher cache key, so any edit to it
+    retrains every cached teacher, and the stored results were made with those teachers.)"""
     device = next((p.device for m in modules for p in m.parameters()), torch.device("cpu"))
     return batch_loss if device.type == "cpu" else (lambda idx: batch_loss(idx.to(device)))
 

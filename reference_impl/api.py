@@ -80,7 +80,7 @@ def settings_of(technique: str, *, without_teacher: bool = False) -> dict[str, A
         if found.without_teacher is None:
             raise ValueError(f"{technique} has no teacher-free variant")
         function = found.without_teacher
-    return {name: p.default for name, p in _keyword_parameters(function) if name != found.teacher_setting}
+    return {name: p.default for name, p in _settings(found, function).items()}
 
 
 def techniques() -> dict[str, dict[str, Any]]:
@@ -88,9 +88,10 @@ def techniques() -> dict[str, dict[str, Any]]:
     return {name: settings_of(name) for name in registry.technique_names()}
 
 
-def _keyword_parameters(function) -> list[tuple[str, inspect.Parameter]]:
-    return [(n, p) for n, p in list(inspect.signature(function).parameters.items())[1:]
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+def _settings(found: Procedure, function) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of a procedure function after its context, less the one the teacher fills."""
+    return {n: p for n, p in list(inspect.signature(function).parameters.items())[1:]
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != found.teacher_setting}
 
 
 def distill(teacher: nn.Module | list[nn.Module] | None, student: nn.Module, data, *,
@@ -144,8 +145,7 @@ def _train(found: Procedure, technique: str, teacher, student, data, *, validati
         raise ValueError(f"student must be a torch.nn.Module, got {type(student).__name__}")
     teachers = _teachers(teacher, found)
 
-    needs_labels = found.needs_labels
-    x, y = _tensors(data, "data", labels_required=needs_labels)
+    x, y = _tensors(data, "data", labels_required=found.needs_labels)
     x_val, y_val = (None, None) if validation is None else _tensors(validation, "validation", labels_required=True)
     if x_val is not None and x_val.shape[1:] != x.shape[1:]:
         raise ValueError(f"validation inputs have shape {tuple(x_val.shape[1:])} per sample but data has "
@@ -184,7 +184,7 @@ def _train(found: Procedure, technique: str, teacher, student, data, *, validati
     with _progress_bars(progress):
         trained = variant(ctx, **train_settings)
     trained.eval()
-    metrics: dict[str, Any] = {"technique": technique, "settings": {k: v for k, v in settings.items()},
+    metrics: dict[str, Any] = {"technique": technique, "settings": dict(settings),
                                "chosen_epochs": list(ctx.chosen_epochs), "seconds": time.perf_counter() - started,
                                "n_train": len(x)}
     if x_val is not None:
@@ -234,8 +234,7 @@ def _check_settings(technique: str, found: Procedure, teacher, settings: dict) -
     variant = found.train
     if found.teacher == "optional" and teacher is None:
         variant = found.without_teacher
-    allowed = dict(_keyword_parameters(variant))
-    allowed.pop(found.teacher_setting, None)
+    allowed = _settings(found, variant)
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise ValueError(f"{technique} has no setting {', '.join(unknown)}; its settings: "

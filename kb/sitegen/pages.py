@@ -413,7 +413,8 @@ class SiteWriter:
         for axis in m.axes.values():
             self.render("axis.md.j2", f"taxonomy/{axis.name}.md", axis=axis, diagram=diagrams[axis.iri])
         self.render("concepts.md.j2", "concepts/index.md")
-        procedures = {p["iri"]: p["info"] for p in self.procedures()}
+        procedures = self.procedures()  # every technique module parsed once, for its page and the use page
+        procedure_of = {p["iri"]: p["info"] for p in procedures}
         for c in m.concepts.values():
             rdf = self.write_rdf(c.iri, "concepts")
             impls = [(m.implementations[i], self.source_of(i)) for i in c.implementations if i in m.implementations]
@@ -421,7 +422,7 @@ class SiteWriter:
                         diagram=self.neighbourhood(c.iri), implementations=impls,
                         results=[m.results[r] for r in c.results], plots=plots,
                         category_forest=self.category_forest(c.iri), regime=self.regime_of(c.iri),
-                        procedures=procedures)
+                        procedures=procedure_of)
         self.render("papers.md.j2", "papers/index.md")
         for p in m.papers.values():
             rdf = self.write_rdf(p.iri, "papers")
@@ -438,7 +439,7 @@ class SiteWriter:
         self.render("implementations.md.j2", "implementations/index.md",
                     sources={i: self.source_of(i) for i in m.implementations})
         self.render("downloads.md.j2", "downloads/index.md", files=self.copy_downloads())
-        self.render("use.md.j2", "use/index.md", procedures=self.procedures(), examples=self.examples())
+        self.render("use.md.j2", "use/index.md", procedures=procedures, examples=self.examples())
 
     def procedures(self) -> list[dict]:
         """Each implemented technique's `distill` settings, read from its module's PROCEDURE."""

@@ -9,6 +9,10 @@ as usual. FitNets connects two layers by name: the teacher's `features.1` block 
 and the student's `features.1` block (the guided layer); its regressor (a 1x1 convolution
 here, the spatial sizes being equal) maps the student's 8 channels onto the teacher's 32, as
 in the paper.
+
+The example shows the API and makes no claim. Its classifier was changed once after a first run,
+from global average pooling to a flattened 7x7 map, because that run's teacher reached only 62%
+test accuracy at 8 epochs; nothing else was tried.
 """
 
 from __future__ import annotations

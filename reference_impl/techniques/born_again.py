@@ -85,7 +85,13 @@ def born_again_student(ctx: Context, generations: int = 1) -> nn.Module:
 EXPERIMENTS = [
     Experiment(
         key="ban-vs-teacher",
-        max_seeds=5,  # CPU budget: the chain of generations trains three students per seed (re-run in one session)
+        # CPU budget: about 1.6 CPU-minutes a seed (the chain trains three students); 12 seeds is what
+        # scripts/decisive_cost.py asked for a decisive verdict at the first run's sd's upper limit.
+        max_seeds=12,
+        first_seed=100,
+        rerun_reason="The first run (seeds 0-4, 2026-11) was inconclusive (-0.11 points, sd 0.35) at its cap of "
+                     "5 seeds; this run supersedes it with fresh seeds and a cap of 12, the seeds "
+                     "scripts/decisive_cost.py estimated for an 80% chance of a decisive verdict.",
         title="Born-again network vs its own teacher (same architecture, same budget)",
         claim=Claim("Born-again networks, students parameterised identically to their teachers, outperform "
                     "their teachers.",

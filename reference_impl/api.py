@@ -64,6 +64,9 @@ class Distilled:
 def procedure(technique: str) -> Procedure:
     """The technique's `PROCEDURE` (ValueError naming the known techniques if there is none)."""
     module = registry.load(technique)
+    if registry.family_of(technique) != "classification":
+        raise ValueError(f"{technique} is a language-model technique: distill trains classifiers. Call its loss "
+                         f"on your model's logits and masks in your own training loop (see {module.__name__})")
     found = getattr(module, "PROCEDURE", None)
     if not isinstance(found, Procedure):
         raise ValueError(f"{module.__name__} defines no PROCEDURE, so distill cannot run it")
@@ -85,7 +88,7 @@ def settings_of(technique: str, *, without_teacher: bool = False) -> dict[str, A
 
 def techniques() -> dict[str, dict[str, Any]]:
     """Every technique `distill` runs, with its settings and their defaults."""
-    return {name: settings_of(name) for name in registry.technique_names()}
+    return {name: settings_of(name) for name in registry.technique_names(family="classification")}
 
 
 def _settings(found: Procedure, function) -> dict[str, inspect.Parameter]:

@@ -32,6 +32,21 @@ whose docstring gives the paper, the equation and the conventions (e.g. where a 
 | `self_distillation_loss`, `feature_hint_loss` | be your own teacher | arXiv:1905.08094 |
 
 `munge` (Buciluǎ et al. 2006) makes a transfer set rather than a loss; it is here too.
+
+**Language models.** These take logits (batch, length, vocabulary) from any model (a Hugging
+Face model's `.logits` included) and a `mask` (batch, length) that is 1 exactly on the response
+tokens and the EOS whose next-token distribution the loss may use (shift it like the labels:
+position t predicts token t + 1). The mask decides, not the token ids, so a pad token equal
+to the EOS is handled. They average over the masked tokens of the batch; with gradient
+accumulation pass `normalizer=` the whole batch's token count to every micro-batch.
+
+| loss | technique (module) | paper |
+|---|---|---|
+| `token_kl` (direction="forward" / "reverse") | token-level (word-level) KD | arXiv:1606.07947 |
+| `generalized_jsd` | generalized KD (GKD) | arXiv:2306.13649 |
+| `skew_kl` | skew KL (DistiLLM) | arXiv:2402.03898 |
+| `minillm_loss` | reverse-KL distillation (MiniLLM) | arXiv:2306.08543 |
+| `top_k_kd_loss`, `cache_top_k` | offline top-k logits | arXiv:2503.16870 |
 """
 
 from __future__ import annotations
@@ -43,17 +58,23 @@ from .techniques.contrastive_rd import CRDLoss
 from .techniques.decoupled_kd import dkd_loss
 from .techniques.deep_mutual_learning import mutual_learning_losses
 from .techniques.fitnets import fitnets_kd_loss, hint_loss
+from .techniques.generalized_kd import generalized_jsd
 from .techniques.logit_matching import logit_matching_loss
+from .techniques.minillm import minillm_loss
 from .techniques.multi_teacher import multi_teacher_kl, multi_teacher_loss
 from .techniques.munge import munge
 from .techniques.relational_kd import rkd_angle_loss, rkd_distance_loss, rkd_loss
 from .techniques.reverse_distillation import tfkd_reg_loss, weighted_soft_target_loss
 from .techniques.similarity_preserving import sp_loss
+from .techniques.skew_kl import skew_kl
 from .techniques.soft_targets import soft_target_kl, soft_target_loss
+from .techniques.token_level_kd import token_kl
+from .techniques.top_k_logits import cache_top_k, top_k_kd_loss
 
 __all__ = [
-    "CRDLoss", "attention_map", "attention_transfer_loss", "born_again_loss", "dkd_loss", "feature_hint_loss",
-    "fitnets_kd_loss", "hint_loss", "logit_matching_loss", "multi_teacher_kl", "multi_teacher_loss", "munge",
-    "mutual_learning_losses", "rkd_angle_loss", "rkd_distance_loss", "rkd_loss", "self_distillation_loss",
-    "soft_target_kl", "soft_target_loss", "sp_loss", "tfkd_reg_loss", "weighted_soft_target_loss",
+    "CRDLoss", "attention_map", "attention_transfer_loss", "born_again_loss", "cache_top_k", "dkd_loss",
+    "feature_hint_loss", "fitnets_kd_loss", "generalized_jsd", "hint_loss", "logit_matching_loss", "minillm_loss",
+    "multi_teacher_kl", "multi_teacher_loss", "munge", "mutual_learning_losses", "rkd_angle_loss",
+    "rkd_distance_loss", "rkd_loss", "self_distillation_loss", "skew_kl", "soft_target_kl", "soft_target_loss",
+    "sp_loss", "tfkd_reg_loss", "token_kl", "top_k_kd_loss", "weighted_soft_target_loss",
 ]

@@ -15,8 +15,23 @@ from . import techniques
 PACKAGE = techniques.__name__
 
 
-def technique_names() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(techniques.__path__) if not m.name.startswith("_"))
+FAMILIES = ("classification", "language model")
+
+
+def technique_names(*, family: str | None = None) -> list[str]:
+    """Every technique module's short name; with `family`, those of one family: "classification"
+    (the image and tabular classifiers; `distill` runs them) or "language model" (token- and
+    sequence-level losses on transformers; a module says so with FAMILY = "language model")."""
+    names = sorted(m.name for m in pkgutil.iter_modules(techniques.__path__) if not m.name.startswith("_"))
+    if family is None:
+        return names
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    return [n for n in names if family_of(n) == family]
+
+
+def family_of(name: str) -> str:
+    return getattr(load(name), "FAMILY", "classification")
 
 
 def module_path(name: str) -> str:

@@ -31,6 +31,11 @@ def tiny(experiment: Experiment) -> Experiment:
     return replace(experiment, student_config=replace(experiment.student_config, epochs=1))
 
 
+def first_run(experiment: Experiment) -> Experiment:
+    """The experiment as a first run (not a re-run), with the default cap."""
+    return replace(experiment, first_seed=0, rerun_reason="", prior_sd=None, prior_seeds=0, max_seeds=8)
+
+
 def test_experiments_declare_a_sesoi_and_a_budget_before_they_run():
     base = soft_targets.EXPERIMENTS[0]
     assert base.sesoi == 0.01 and base.max_seeds >= 5
@@ -73,7 +78,8 @@ def test_cli_refuses_fewer_than_three_seeds_and_quick_run_options_with_bench(cap
 
 
 def test_seed_plan_follows_the_pilot_spread_and_the_cap(monkeypatch):
-    experiment = soft_targets.EXPERIMENTS[0]
+    # a first run (not a re-run) with the default cap
+    experiment = first_run(soft_targets.EXPERIMENTS[0])
     calls = []
 
     class Pilot:
@@ -97,6 +103,17 @@ def test_seed_plan_follows_the_pilot_spread_and_the_cap(monkeypatch):
     plan = plan_seeds(experiment, family=20)
     assert stats.seeds_needed(0.004, 0.01, family_size=20) < plan.needed
     assert plan.seeds == min(plan.needed, experiment.max_seeds) and 5 < plan.needed
+    # a re-run plans from the larger of the pilot's and the superseded run's upper limits
+    rerun = replace(experiment, first_seed=100, rerun_reason="superseded", prior_sd=0.008, prior_seeds=5)
+    plan = plan_seeds(rerun, family=20)
+    assert plan.planning_sd == pytest.approx(stats.planning_sd(0.008, 5), rel=1e-12)
+    assert plan.planning_sd > stats.planning_sd(0.004, 3)
+    assert plan.needed == stats.seeds_needed(stats.planning_sd(0.008, 5), 0.01, family_size=20)
+    assert "superseded run's sd over 5 seeds was 0.80" in plan.text
+    with pytest.raises(ValueError, match="prior_sd"):
+        replace(experiment, prior_sd=0.008, prior_seeds=5)  # only for a re-run
+    with pytest.raises(ValueError, match="prior_sd"):
+        replace(rerun, prior_seeds=2)
     fake_run.sd = 0.05  # far too noisy: capped by the budget, and said so
     plan = plan_seeds(experiment, family=20)
     assert plan.needed > experiment.max_seeds and plan.seeds == experiment.max_seeds
@@ -356,7 +373,7 @@ def test_every_experiment_with_a_temperature_lets_the_override_reach_its_arms():
 
 
 def test_a_rerun_reports_fresh_seeds_and_says_why(monkeypatch, tmp_path):
-    base = tiny(soft_targets.EXPERIMENTS[0])
+    base = tiny(first_run(soft_targets.EXPERIMENTS[0]))
     with pytest.raises(ValueError, match="rerun_reason"):
         replace(base, first_seed=100)  # fresh seeds need a stated reason
     with pytest.raises(ValueError, match="rerun_reason"):

@@ -230,6 +230,11 @@ class Experiment:
     # earlier run is superseded, not extended), and says why in rerun_reason.
     first_seed: int = 0
     rerun_reason: str = ""
+    # A re-run may also plan from the superseded run's spread (the sd of its paired differences
+    # and its number of seeds): more seeds than the pilot's three, so a better estimate. The plan
+    # assumes the larger of the two 80% upper confidence limits.
+    prior_sd: float | None = None
+    prior_seeds: int = 0
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -247,6 +252,11 @@ class Experiment:
                              f"must not include the pilot seeds {PILOT_SEEDS}")
         if self.max_seeds < stats.MIN_SEEDS:
             raise ValueError(f"{self.key}: max_seeds must be at least {stats.MIN_SEEDS}, got {self.max_seeds}")
+        if self.prior_sd is not None and (not self.rerun_reason or self.prior_sd < 0
+                                          or self.prior_seeds < stats.MIN_SEEDS):
+            raise ValueError(f"{self.key}: prior_sd is the superseded run's sd (>= 0) over prior_seeds >= "
+                             f"{stats.MIN_SEEDS} seeds, for a re-run (rerun_reason), got {self.prior_sd!r} over "
+                             f"{self.prior_seeds}")
         keys = [a.key for a in self.arms]
         for role, key in (("treatment", self.claim.treatment), ("reference", self.claim.reference)):
             if key not in keys:
@@ -258,6 +268,41 @@ class Experiment:
 
     def arm(self, key: str) -> Arm:
         return next(a for a in self.arms if a.key == key)
+
+    # The runner's three hooks. These are the classifiers'; a sequence experiment
+    # (harness/lm/bench.py) supplies its own, and everything else is shared.
+    metric_label = "accuracy"  # what `accuracy` in its evaluations measures
+
+    @property
+    def columns(self) -> str:
+        """What the teaching run's table columns mean, said once."""
+        return COLUMNS
+
+    def setup(self) -> "Prepared":
+        """What every seed shares: the data and the frozen teacher, evaluated once."""
+        full, teacher, teacher_evaluation = prepare(self)
+        return Prepared(full, teacher, teacher_evaluation, predict_logits(teacher, full.x_test))
+
+    def context(self, prepared: "Prepared", seed: int, config: TrainConfig,
+                temperature: float | None = None) -> Context:
+        split = student_split(prepared.full, self, seed)
+        return Context(split, prepared.teacher, predict_logits(prepared.teacher, split.x_train), self.student,
+                       config, seed, temperature=temperature)
+
+    def evaluate(self, student: nn.Module, prepared: "Prepared") -> Evaluation:
+        return evaluate(student, prepared.full.x_test, prepared.full.y_test,
+                        teacher_logits=prepared.teacher_test_logits)
+
+    def validation_score(self, student: nn.Module, prepared: "Prepared") -> float:
+        return evaluate(student, prepared.full.x_val, prepared.full.y_val).accuracy
+
+
+@dataclass
+class Prepared:
+    full: Split
+    teacher: nn.Module
+    teacher_evaluation: Evaluation
+    teacher_test_logits: Tensor
 
 
 @dataclass
@@ -290,14 +335,21 @@ class SeedPlan:
     cap: int  # the experiment's max_seeds
     seeds: int  # what was run: min(max(needed, MIN_REPORTED_SEEDS), cap)
     family_size: int
-    planning_sd: float  # the pilot sd's 80% upper confidence limit, which the power calculation assumes
+    planning_sd: float  # the sd the power calculation assumes: an 80% upper confidence limit (see prior)
+    prior: tuple[float, int] | None = None  # a re-run's superseded run: (sd, seeds); planning_sd is the larger limit
 
     @property
     def text(self) -> str:
         capped = f", capped at {self.cap} by the CPU budget" if self.needed > self.cap else ""
-        return (f"{self.seeds} seeds: the pilot (seeds {', '.join(map(str, self.pilot_seeds))}, not reported) "
+        pilot_limit = stats.planning_sd(self.pilot_sd, len(self.pilot_seeds))
+        head = (f"{self.seeds} seeds: the pilot (seeds {', '.join(map(str, self.pilot_seeds))}, not reported) "
                 f"gave a paired-difference sd of {self.pilot_sd * 100:.2f} points (80% upper confidence limit "
-                f"{self.planning_sd * 100:.2f}), so 80% power at the SESOI (two-sided, α = 0.05/{self.family_size}) "
+                f"{pilot_limit * 100:.2f})")
+        if self.prior is not None:
+            sd, n = self.prior
+            head += (f"; the superseded run's sd over {n} seeds was {sd * 100:.2f} (limit "
+                     f"{stats.planning_sd(sd, n) * 100:.2f}), and the plan assumes the larger limit")
+        return (f"{head}, so 80% power at the SESOI (two-sided, α = 0.05/{self.family_size}) "
                 f"at that sd needs {self.needed}{capped}")
 
 
@@ -352,27 +404,24 @@ def run_experiment(experiment: Experiment, seeds: tuple[int, ...] | None = None,
     seeds = tuple(seeds if seeds is not None else range(MIN_REPORTED_SEEDS))
     if not seeds:
         raise ValueError("run_experiment needs at least one seed")
-    full, teacher, teacher_eval = prepare(experiment)
-    teacher_test_logits = predict_logits(teacher, full.x_test)
+    prepared = experiment.setup()
     chosen = [a for a in experiment.arms if arms is None or a.key in arms]
     results = {a.key: ArmResult(a.key, a.label, [], 0.0) for a in chosen}
     steps, done = len(seeds) * len(chosen), 0
     clock = time.perf_counter()
     for seed in seeds:
-        split = student_split(full, experiment, seed)
-        ctx = Context(split, teacher, predict_logits(teacher, split.x_train), experiment.student,
-                      replace(config or experiment.student_config, seed=seed), seed, temperature=temperature)
+        ctx = experiment.context(prepared, seed, replace(config or experiment.student_config, seed=seed), temperature)
         for i, arm in enumerate(chosen, 1):
             ctx.progress, ctx.chosen_epochs = f"arm {i}/{len(chosen)}", []
             t0 = time.perf_counter()
             student = arm.train(ctx)
             results[arm.key].seconds += time.perf_counter() - t0
             results[arm.key].chosen_epochs.append(list(ctx.chosen_epochs))
-            evaluation = evaluate(student, full.x_test, full.y_test, teacher_logits=teacher_test_logits)
+            evaluation = experiment.evaluate(student, prepared)
             results[arm.key].evaluations.append(evaluation)
             done += 1
             elapsed = time.perf_counter() - clock
-            log(f"  seed {seed}  arm {i}/{len(chosen)} {arm.key:<14} accuracy {evaluation.accuracy:.4f}  "
+            log(f"  seed {seed}  arm {i}/{len(chosen)} {arm.key:<14} {experiment.metric_label} {evaluation.accuracy:.4f}  "
                 f"epoch {'/'.join(map(str, ctx.chosen_epochs)) or '-'}  "
                 f"[{done}/{steps}, {elapsed:.0f} s, about {elapsed / done * (steps - done):.0f} s left]")
     claim = experiment.claim
@@ -380,21 +429,16 @@ def run_experiment(experiment: Experiment, seeds: tuple[int, ...] | None = None,
     if len(seeds) >= stats.MIN_SEEDS and claim.treatment in results and claim.reference in results:
         test = stats.paired_test(results[claim.treatment].accuracies, results[claim.reference].accuracies,
                                  sesoi=experiment.sesoi)
-    return ExperimentResult(experiment, list(seeds), teacher_eval, list(results.values()), test,
+    return ExperimentResult(experiment, list(seeds), prepared.teacher_evaluation, list(results.values()), test,
                             started, time.time())
 
 
 def validation_scores(experiment: Experiment, arm: Arm, seeds: tuple[int, ...] = PILOT_SEEDS) -> list[float]:
-    """The arm's accuracy on the validation split, per seed: for choosing a setting the paper
+    """The arm's score on the validation split, per seed: for choosing a setting the paper
     does not fix (never the test split; the pilot seeds, never the reported ones)."""
-    full, teacher, _ = prepare(experiment)
-    scores = []
-    for seed in seeds:
-        split = student_split(full, experiment, seed)
-        ctx = Context(split, teacher, predict_logits(teacher, split.x_train), experiment.student,
-                      replace(experiment.student_config, seed=seed), seed)
-        scores.append(evaluate(arm.train(ctx), full.x_val, full.y_val).accuracy)
-    return scores
+    prepared = experiment.setup()
+    return [experiment.validation_score(arm.train(experiment.context(
+        prepared, seed, replace(experiment.student_config, seed=seed))), prepared) for seed in seeds]
 
 
 def family_size() -> int:
@@ -410,10 +454,14 @@ def plan_seeds(experiment: Experiment, *, family: int, log: Callable[[str], None
                            log=lambda line: log("  pilot" + line))
     sd = pilot.test.sd
     assumed = stats.planning_sd(sd, len(PILOT_SEEDS))
+    prior = None
+    if experiment.prior_sd is not None:
+        prior = (experiment.prior_sd, experiment.prior_seeds)
+        assumed = max(assumed, stats.planning_sd(*prior))
     needed = stats.seeds_needed(assumed, experiment.sesoi, family_size=family, cap=200)
     floor = min(MIN_REPORTED_SEEDS, experiment.max_seeds)
     return SeedPlan(PILOT_SEEDS, sd, needed, experiment.max_seeds, min(max(needed, floor), experiment.max_seeds),
-                    family, assumed)
+                    family, assumed, prior)
 
 
 # ---------------------------------------------------------------- presentation
@@ -445,7 +493,7 @@ def summary(result: ExperimentResult) -> str:
                      f"{arm.mean('teacher_agreement'):.3f}", f"{arm.mean('ece'):.3f}",
                      f"{np.mean(epochs):.0f}" if epochs else "-"])
     text = [f"{e.title}  [{e.dataset}, labelled fraction {e.labelled_fraction:g}, seeds {result.seeds}]",
-            _table(["", "model", "params", "test accuracy", "agree w/ teacher", "ECE", "epoch"], rows)]
+            _table(["", "model", "params", f"test {e.metric_label}", "agree w/ teacher", "ECE", "epoch"], rows)]
     bound = [arm.key for arm in result.arms
              if budget_binds([per_seed[-1] for per_seed in arm.chosen_epochs if per_seed], e.student_config.epochs)]
     if bound and n >= stats.MIN_SEEDS:
@@ -517,7 +565,7 @@ def quick_run(module: ModuleType, experiment_key: str | None = None, *, seed: in
     t0 = time.perf_counter()
     result = run_experiment(experiment, seeds=(seed,), log=_stderr, config=config, temperature=temperature)
     print(summary(result))
-    print(COLUMNS)
+    print(experiment.columns)
     print(f"({time.perf_counter() - t0:.1f} s on this machine; one seed is a demonstration, not evidence)")
     if changed:
         print(f"(this run: temperature {temperature:g}; the arms' labels and the stored result: "

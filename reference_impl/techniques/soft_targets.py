@@ -179,6 +179,14 @@ BUDGET_NOTE = ("Budget: at most 300 epochs for every student arm, the epoch chos
 EXPERIMENTS = [
     Experiment(
         key="soft-vs-hard",
+        # CPU budget: about 1.4 CPU-minutes a seed; 31 seeds is what scripts/decisive_cost.py asked for a
+        # decisive verdict at the first run's sd's upper limit.
+        max_seeds=31,
+        first_seed=100,
+        rerun_reason="The first run at 300 epochs (seeds 0-4, 2026-11) was inconclusive (-0.01 points, sd 0.80) at "
+                     "the 5 seeds its pilot planned (pilot sd 0.25 points, a third of the run's); this run supersedes it with fresh seeds and a "
+                     "cap of 31, the seeds scripts/decisive_cost.py estimated for an 80% chance of a decisive verdict.",
+        prior_sd=0.0080, prior_seeds=5,  # the superseded run: its pilot's sd (0.25 points) was a third of it
         title="Soft targets vs hard labels, same student, full training set",
         claim=Claim("A small model trained on the soft targets of a larger model generalises better "
                     "than the same model trained on the hard labels.",

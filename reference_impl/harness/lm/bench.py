@@ -1,0 +1,125 @@
+"""Language-model experiments in the one benchmark method (`harness/bench.py`).
+
+A `SequenceExperiment` is an `Experiment` whose dataset is a sequence task, whose models
+are `TransformerSpec`s, and whose score (`metric`, in [0, 1]) is a decoding metric from
+`metrics.py` instead of accuracy. It supplies the three hooks the runner calls (`prepare`,
+`context`, `evaluate`), so planning, pairing, validation-chosen epochs, Holm and the RDF
+results are the same code as for the classifiers.
+
+Teachers come from `teachers.py` (trained once, cached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from torch import Tensor, nn
+
+from ..bench import Experiment
+from ..evaluate import Evaluation
+from ..models import n_params
+from ..train import TrainConfig, predict_logits, train
+from . import metrics
+from .data import SequenceTask, load_sequences
+from .models import Transformer, TransformerSpec
+from .teachers import MetricValidation, get_sequence_teacher, new_model, next_token_loss
+
+@dataclass
+class SequenceContext:
+    """What an arm of a language-model experiment gets (the counterpart of `bench.Context`)."""
+    task: SequenceTask
+    teacher: nn.Module
+    student_spec: TransformerSpec
+    config: TrainConfig
+    seed: int
+    metric: str = "greedy_validity"  # the score the epoch is chosen on (validation split)
+    progress: str = ""
+    chosen_epochs: list[int] = field(default_factory=list)
+    temperature: float | None = None
+
+    def softening(self, default: float) -> float:
+        return default if self.temperature is None else self.temperature
+
+    @cached_property
+    def teacher_train_logits(self) -> Tensor:
+        """The frozen teacher's logits (N, L-1, V) on every training row, row i = sample i."""
+        return predict_logits(self.teacher, self.task.train.inputs)
+
+    def new_student(self, spec: TransformerSpec | None = None, *, seed: int | None = None) -> Transformer:
+        return new_model(spec or self.student_spec, self.task, self.seed if seed is None else seed)
+
+    def fit(self, modules: nn.Module | list[nn.Module], n_samples: int, batch_loss: Callable[[Tensor], Tensor], *,
+            desc: str, deployed: nn.Module | None = None, config: TrainConfig | None = None) -> list[float]:
+        """`train` with the epoch chosen on the validation split by the experiment's metric."""
+        modules = modules if isinstance(modules, list) else [modules]
+        score = metrics.METRICS[self.metric]
+        validation = MetricValidation(deployed or modules[0], lambda m: score(m, self.task.val))
+        label = f"{self.progress} {desc}" if self.progress else desc
+        history = train(modules, n_samples, batch_loss, config or self.config, label, validation=validation)
+        self.chosen_epochs.append(validation.best_epoch)
+        return history
+
+
+def scratch_sequence_student(ctx: SequenceContext) -> nn.Module:
+    """The baseline: the same student, cross-entropy on the data's targets, same budget."""
+    student = ctx.new_student()
+    ctx.fit(student, len(ctx.task.train), next_token_loss(student, ctx.task.train), desc="student (data)")
+    return student
+
+
+@dataclass
+class Prepared:
+    task: SequenceTask
+    teacher: nn.Module
+    teacher_evaluation: Evaluation
+    teacher_outputs: list[str]  # the teacher's greedy outputs on the test prompts
+
+
+@dataclass(frozen=True)
+class SequenceExperiment(Experiment):
+    """An Experiment on a sequence task; `accuracy` in its results is `metric` on the test split."""
+    metric: str = "greedy_validity"
+    teacher_objective: str = "response"  # "text": the teacher also models the prompts (it writes instructions)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.metric not in metrics.METRICS:
+            raise ValueError(f"{self.key}: metric must be one of {', '.join(metrics.METRICS)}, got {self.metric!r}")
+
+    @property
+    def metric_label(self) -> str:
+        return self.metric.replace("_", " ")
+
+    @property
+    def columns(self) -> str:
+        return (f"columns: test {self.metric_label} is mean ± sd over seeds on the {len(load_sequences(self.dataset).test):,} "
+                f"test prompts ({metrics.DESCRIPTIONS[self.metric]}); agree w/ teacher is the share of test prompts "
+                "where the student's greedy output equals the teacher's; ECE is the expected calibration error of "
+                "the next-token distribution on the test targets (15 bins); epoch is the one chosen on the "
+                f"validation split by {self.metric_label}.")
+
+    def _evaluation(self, model: nn.Module, task: SequenceTask, teacher_outputs: list[str] | None) -> Evaluation:
+        greedy = metrics.outputs(model, task.test)  # decoded once: the score (when greedy) and the agreement
+        score = (metrics.validity(task.test, greedy) if self.metric == "greedy_validity"
+                 else metrics.METRICS[self.metric](model, task.test))
+        agree = None if teacher_outputs is None else metrics.agreement(greedy, teacher_outputs)
+        return Evaluation(accuracy=score, per_class_accuracy=[], teacher_agreement=agree,
+                          ece=metrics.token_ece(model, task.test), n_params=n_params(model), latency_us=None)
+
+    def setup(self) -> Prepared:
+        task = load_sequences(self.dataset)
+        teacher = get_sequence_teacher(task, self.teacher, self.teacher_config, objective=self.teacher_objective)
+        return Prepared(task, teacher, self._evaluation(teacher, task, None), metrics.outputs(teacher, task.test))
+
+    def context(self, prepared: Prepared, seed: int, config: TrainConfig,
+                temperature: float | None = None) -> SequenceContext:
+        return SequenceContext(prepared.task, prepared.teacher, self.student, config, seed, metric=self.metric,
+                               temperature=temperature)
+
+    def evaluate(self, student: nn.Module, prepared: Prepared) -> Evaluation:
+        return self._evaluation(student, prepared.task, prepared.teacher_outputs)
+
+    def validation_score(self, student: nn.Module, prepared: Prepared) -> float:
+        return metrics.METRICS[self.metric](student, prepared.task.val)

@@ -47,6 +47,10 @@ accumulation pass `normalizer=` the whole batch's token count to every micro-bat
 | `skew_kl` | skew KL (DistiLLM) | arXiv:2402.03898 |
 | `minillm_loss` | reverse-KL distillation (MiniLLM) | arXiv:2306.08543 |
 | `top_k_kd_loss`, `cache_top_k` | offline top-k logits | arXiv:2503.16870 |
+| `triple_loss` (on `TransformerOutput`s) | DistilBERT | arXiv:1910.01108 |
+| `attention_mse`, `hidden_mse` | TinyBERT | arXiv:1909.10351 |
+| `minilm_loss`, `relation_kl` | MiniLM (self-attention and value relations) | arXiv:2002.10957 |
+| `patient_loss` | Patient KD | arXiv:1908.09355 |
 """
 
 from __future__ import annotations
@@ -57,24 +61,29 @@ from .techniques.born_again import born_again_loss
 from .techniques.contrastive_rd import CRDLoss
 from .techniques.decoupled_kd import dkd_loss
 from .techniques.deep_mutual_learning import mutual_learning_losses
+from .techniques.distilbert import triple_loss
 from .techniques.fitnets import fitnets_kd_loss, hint_loss
 from .techniques.generalized_kd import generalized_jsd
 from .techniques.logit_matching import logit_matching_loss
 from .techniques.minillm import minillm_loss
+from .techniques.minilm import minilm_loss, relation_kl
 from .techniques.multi_teacher import multi_teacher_kl, multi_teacher_loss
 from .techniques.munge import munge
+from .techniques.patient_kd import patient_loss
 from .techniques.relational_kd import rkd_angle_loss, rkd_distance_loss, rkd_loss
 from .techniques.reverse_distillation import tfkd_reg_loss, weighted_soft_target_loss
 from .techniques.similarity_preserving import sp_loss
 from .techniques.skew_kl import skew_kl
 from .techniques.soft_targets import soft_target_kl, soft_target_loss
+from .techniques.tinybert import attention_mse, hidden_mse
 from .techniques.token_level_kd import token_kl
 from .techniques.top_k_logits import cache_top_k, top_k_kd_loss
 
 __all__ = [
-    "CRDLoss", "attention_map", "attention_transfer_loss", "born_again_loss", "cache_top_k", "dkd_loss",
-    "feature_hint_loss", "fitnets_kd_loss", "generalized_jsd", "hint_loss", "logit_matching_loss", "minillm_loss",
-    "multi_teacher_kl", "multi_teacher_loss", "munge", "mutual_learning_losses", "rkd_angle_loss",
-    "rkd_distance_loss", "rkd_loss", "self_distillation_loss", "skew_kl", "soft_target_kl", "soft_target_loss",
-    "sp_loss", "tfkd_reg_loss", "token_kl", "top_k_kd_loss", "weighted_soft_target_loss",
+    "CRDLoss", "attention_map", "attention_mse", "attention_transfer_loss", "born_again_loss", "cache_top_k",
+    "dkd_loss", "feature_hint_loss", "fitnets_kd_loss", "generalized_jsd", "hidden_mse", "hint_loss",
+    "logit_matching_loss", "minillm_loss", "minilm_loss", "multi_teacher_kl", "multi_teacher_loss", "munge",
+    "mutual_learning_losses", "patient_loss", "relation_kl", "rkd_angle_loss", "rkd_distance_loss", "rkd_loss",
+    "self_distillation_loss", "skew_kl", "soft_target_kl", "soft_target_loss", "sp_loss", "tfkd_reg_loss",
+    "token_kl", "top_k_kd_loss", "triple_loss", "weighted_soft_target_loss",
 ]

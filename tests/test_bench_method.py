@@ -403,3 +403,12 @@ def test_a_rerun_reports_fresh_seeds_and_says_why(monkeypatch, tmp_path):
     store.load(path=str(tmp_path / "soft_targets.ttl"), format=ox.RdfFormat.TURTLE)
     rows = list(store.query(f"SELECT ?seeds ?why WHERE {{ ?r <{KDO}seeds> ?seeds ; <{KDO}rerunReason> ?why }}"))
     assert [(r["seeds"].value, r["why"].value) for r in rows] == [("100 101 102", "supersedes the 5-seed run of seeds 0-4")]
+
+
+def test_the_stored_result_is_found_under_python_dash_m():
+    # `python -m reference_impl.techniques.born_again` runs the module as __main__; its spec keeps the name
+    main = type(born_again)("__main__")
+    main.__dict__.update({k: v for k, v in vars(born_again).items() if k != "__name__"})
+    assert main.__name__ == "__main__" and main.__spec__.name.endswith("born_again")
+    text = stored_result_text(main, born_again.EXPERIMENTS[0])
+    assert "born_again.ttl" in text and "__main__" not in text

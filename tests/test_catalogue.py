@@ -24,7 +24,9 @@ CATALOGUE_TECHNIQUES = {
     "FairnessAudit",
     # language models
     "SequenceLevelDistillation", "InstructionDistillation", "TokenLevelDistillation",
-    "DistilBERTDistillation", "TinyBERTDistillation",
+    "DistilBERTDistillation", "TinyBERTDistillation", "MiniLMDistillation", "PatientKD",
+    # added by issue #12 (language-model family), beyond the catalogue's list
+    "GeneralizedKnowledgeDistillation", "SkewKLDistillation", "ReverseKLDistillation", "TopKLogitDistillation",
     # dataset distillation
     "MetaLearnedDatasetDistillation", "GradientMatching", "TrajectoryMatching",
     "DistributionMatchingDM",
@@ -49,7 +51,8 @@ CATALOGUE_PAPERS = {
     "1805.04770", "1805.05532", "1709.00513", "10.1145/3097983.3098135", "1507.00448",
     "1902.03393", "1909.11723", "1904.01186", "1912.08795", "2110.08727", "1711.09784",
     "2006.07242", "2106.10494", "1606.07947", "2306.08543", "1910.01108", "1909.10351",
-    "1811.10959", "2006.05929", "2203.11932", "2110.04181",
+    "1811.10959", "2006.05929", "2203.11932", "2110.04181", "2002.10957", "1908.09355",
+    "2306.13649", "2402.03898", "2503.16870", "2212.10560",
 }
 APPLICATIONS = ["vision", "speech", "language", "detection", "acoustic", "graph", "edge",
                 "medical", "translation"]

@@ -492,3 +492,82 @@ def test_top_k_losses_and_bias_match_independent_computations():
         top_k_logits.top_k_kd_loss(s, cache, mask, tail="drop")
     with pytest.raises(ValueError, match="cache covers"):
         top_k_logits.top_k_kd_loss(s[:, :2], cache, mask[:, :2])
+
+
+def test_a_sequence_teacher_is_frozen_and_cached(tmp_path, monkeypatch):
+    from reference_impl.harness.lm.teachers import get_sequence_teacher, next_token_loss
+    from reference_impl.harness.train import TrainConfig
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path))
+    task = data.load_sequences("dialects")
+    teacher = get_sequence_teacher(task, SPEC, TrainConfig(epochs=1, batch_size=256))
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    again = get_sequence_teacher(task, SPEC, TrainConfig(epochs=1, batch_size=256))  # from the cache
+    assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), again.state_dict().values()))
+    assert len(list(tmp_path.glob("dialects-*.pt"))) == 1
+    get_sequence_teacher(task, SPEC, TrainConfig(epochs=1, batch_size=256), objective="text")
+    assert len(list(tmp_path.glob("dialects-*.pt"))) == 2  # another objective is another teacher
+    with pytest.raises(ValueError, match="objective"):
+        next_token_loss(teacher, task.train, objective="prompt")
+
+
+def test_the_text_objective_also_scores_the_prompt_but_never_padding():
+    from reference_impl.harness.lm.teachers import next_token_loss
+    split = data.load_sequences("dialects").train
+    m = model(11)
+    idx = torch.arange(8)
+    logits = m(split.inputs[idx])
+    per_token = F.cross_entropy(logits.flatten(0, 1), split.labels[idx].flatten(), reduction="none").view(8, -1)
+    response = split.loss_mask[idx]
+    text = (split.labels[idx] != data.PAD).float()
+    assert (text >= response).all() and (text.sum() > response.sum())
+    assert float(next_token_loss(m, split)(idx)) == pytest.approx(float((per_token * response).sum() / response.sum()), rel=1e-5)
+    assert float(next_token_loss(m, split, objective="text")(idx)) == pytest.approx(
+        float((per_token * text).sum() / text.sum()), rel=1e-5)
+
+
+# ------------------------------------------------------------------ instruction distillation
+from reference_impl.techniques import instruction_distillation as instruct  # noqa: E402
+
+
+def test_the_teachers_instructions_are_filtered_and_answered_by_the_teacher():
+    experiment = instruct.EXPERIMENTS[0]
+    prepared = experiment.setup()
+    ctx = experiment.context(prepared, 0, experiment.student_config)
+    demos = instruct.teacher_demonstrations(ctx, n=300)
+    held_out = set(ctx.task.val.sources) | set(ctx.task.test.sources)
+    assert 250 <= len(demos) <= 300 and len(set(demos.sources)) == len(demos)  # de-duplicated
+    assert all(instruct.well_formed(s) and s not in held_out for s in demos.sources)  # no evaluation prompt
+    assert list(demos.targets) == metrics.outputs(ctx.teacher, demos)  # the teacher's own greedy answers
+    assert instruct.teacher_demonstrations(ctx, n=300) is demos  # written once per teacher
+    a, b = instruct.seed_set(ctx), instruct.seed_set(experiment.context(prepared, 1, experiment.student_config))
+    assert len(a) == len(b) == instruct.SEED_TASKS and a.sources != b.sources  # drawn per seed
+    assert set(a.sources) <= set(ctx.task.train.sources)
+
+
+def test_an_instruction_writer_that_writes_nothing_usable_is_a_clear_error():
+    experiment = instruct.EXPERIMENTS[0]
+    from reference_impl.harness.lm.bench import SequenceContext
+    class OnlySep(torch.nn.Module):  # a "teacher" that ends every prompt at once
+        def forward(self, tokens, mask=None):
+            logits = torch.zeros(*tokens.shape, data.DIALECTS_VOCAB.size)
+            logits[..., data.SEP] = 10.0
+            return logits
+    ctx = SequenceContext(data.load_sequences("dialects"), OnlySep().eval(), SPEC, experiment.student_config, 0)
+    with pytest.raises(ValueError, match="no well-formed instruction"):
+        instruct.teacher_demonstrations(ctx, n=50)
+    assert instruct.well_formed("abc") and not instruct.well_formed("ab") and not instruct.well_formed("abz")
+
+
+def test_a_small_set_gets_as_many_steps_per_epoch_by_cycling():
+    ctx = _tiny_context(30)
+    seen = []
+    real = instruct.next_token_loss
+
+    def spy(student, split):
+        loss = real(student, split)
+        return lambda idx: (seen.append(idx.clone()), loss(idx))[1]
+    import unittest.mock as mock
+    with mock.patch.object(instruct, "next_token_loss", spy):
+        instruct.fine_tune(ctx, ctx.task.train, epoch_size=95, desc="t")
+    indices = torch.cat(seen)
+    assert len(indices) == 95 and int(indices.max()) < 30  # 95 rows an epoch, drawn from the 30 by cycling

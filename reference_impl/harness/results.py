@@ -367,7 +367,8 @@ def plot_forest(claims: list[dict], path: Path, title: str = "Every claim: diffe
 def stored_result_text(module: ModuleType, experiment: Experiment, directory: Path | None = None) -> str:
     """The stored multi-seed result of this experiment, for printing beside a teaching run."""
     directory = results_dir(directory)
-    name = module.__name__.rsplit(".", 1)[-1]
+    spec = getattr(module, "__spec__", None)  # under `python -m`, __name__ is "__main__"
+    name = (spec.name if spec is not None else module.__name__).rsplit(".", 1)[-1]
     ttl = directory / f"{name}.ttl"
     if not ttl.exists():
         return f"stored benchmark: none yet in {directory} (run `kd bench {name}`)"

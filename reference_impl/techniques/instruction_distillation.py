@@ -18,7 +18,8 @@ sampling from its own distribution over prompts (from BOS until SEP, temperature
 filter keeps well-formed sources (letters a-h, length 3-8), drops duplicates and any that is a
 validation or test prompt (so no evaluation prompt is seen in training), and the teacher
 answers the rest greedily. The student sees 175 human examples (Self-Instruct's seed size)
-plus the teacher's pairs; the baseline sees the 175 alone, for as many optimiser steps.
+plus the teacher's pairs; the baseline sees the 175 alone, for as many optimiser steps
+(its epochs cycle through them).
 Unlike Alpaca the student is not a pre-trained model but starts from scratch.
 
 Claim tested (EXPERIMENTS): fine-tuning on the seed set plus the teacher's generated
@@ -27,21 +28,18 @@ demonstrations beats fine-tuning on the seed set alone.
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
 from weakref import WeakKeyDictionary
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from reference_impl.harness import Arm, Claim, run_cli
-from reference_impl.harness.lm.bench import SequenceContext, SequenceExperiment
+from reference_impl.harness.lm.bench import DIALECTS, SequenceContext, SequenceExperiment
 from reference_impl.harness.lm.data import BOS, MAX_LEN, MIN_LEN, SEP, SOURCE_LETTERS, SequenceSplit, encode_rows
 from reference_impl.harness.lm.generate import generate
 from reference_impl.harness.lm.metrics import EVAL_BATCH, outputs
 from reference_impl.harness.lm.teachers import next_token_loss
-from reference_impl.techniques.token_level_kd import STUDENT, STUDENT_CONFIG, TEACHER, TEACHER_CONFIG
 
 CONCEPT = "InstructionDistillation"
 FAMILY = "language model"
@@ -76,12 +74,14 @@ def teacher_demonstrations(ctx: SequenceContext, n: int = 4000) -> SequenceSplit
         if len(kept) >= n:
             break
     kept = kept[:n]
+    if not kept:
+        raise ValueError("the teacher wrote no well-formed instruction: is it a language model of the prompts too "
+                         "(teacher_objective='text')?")
     prompts = SequenceSplit("instructions", vocab, tuple(kept), ("",) * len(kept), torch.zeros(0))
     answers = outputs(ctx.teacher, prompts)  # greedy
     pairs = [(s, a) for s, a in zip(kept, answers) if a != "\x00" and set(a) <= set(vocab.symbols)]
     if not pairs:
-        raise ValueError("the teacher wrote no well-formed instruction with an answer: is it a language model of "
-                         "the prompts too (teacher_objective='text')?")
+        raise ValueError("the teacher answered none of its instructions with a well-formed output")
     split = SequenceSplit("dialects-instructions", vocab, tuple(s for s, _ in pairs), tuple(a for _, a in pairs),
                           encode_rows(vocab, [s for s, _ in pairs], [a for _, a in pairs]))
     cache[(ctx.task.name, n)] = split
@@ -103,24 +103,24 @@ def _concat(a: SequenceSplit, b: SequenceSplit) -> SequenceSplit:
                          torch.cat([pad(a.tokens), pad(b.tokens)]))
 
 
-def fine_tune(ctx: SequenceContext, data: SequenceSplit, *, steps_like: int, desc: str) -> nn.Module:
-    """Cross-entropy on the answers of `data`, with as many optimiser steps as `steps_like` rows
-    would take in the configured epochs (so a small set is not also a short training run)."""
+def fine_tune(ctx: SequenceContext, data: SequenceSplit, *, epoch_size: int, desc: str) -> nn.Module:
+    """Cross-entropy on the answers of `data`, with epochs of `epoch_size` rows drawn by cycling
+    through `data` (index mod its size): a small set gets as many optimiser steps per epoch as a
+    large one, so the comparison is not also one of training length."""
     student = ctx.new_student()
-    epochs = ctx.config.epochs * max(1, math.ceil(steps_like / len(data)))
-    ctx.fit(student, len(data), next_token_loss(student, data), desc=desc, config=replace(ctx.config, epochs=epochs))
+    loss = next_token_loss(student, data)
+    ctx.fit(student, epoch_size, lambda idx: loss(idx % len(data)), desc=desc)
     return student
 
 
 def seed_only_student(ctx: SequenceContext) -> nn.Module:
-    seeds = seed_set(ctx)
-    return fine_tune(ctx, seeds, steps_like=SEED_TASKS + len(teacher_demonstrations(ctx)),
+    return fine_tune(ctx, seed_set(ctx), epoch_size=SEED_TASKS + len(teacher_demonstrations(ctx)),
                      desc="student (175 seed examples)")
 
 
 def instruction_distilled_student(ctx: SequenceContext) -> nn.Module:
     data = _concat(seed_set(ctx), teacher_demonstrations(ctx))
-    return fine_tune(ctx, data, steps_like=len(data), desc="student (seed + teacher's demonstrations)")
+    return fine_tune(ctx, data, epoch_size=len(data), desc="student (seed + teacher's demonstrations)")
 
 
 EXPERIMENTS = [
@@ -131,15 +131,14 @@ EXPERIMENTS = [
                     "substantially improves the student over fine-tuning on the seed set alone.",
                     "arXiv:2212.10560, sections 4-5 (GPT-3 fine-tuned on its own generated instructions)",
                     treatment="distilled", reference="seed_only"),
-        dataset="dialects", teacher=TEACHER, student=STUDENT, teacher_config=TEACHER_CONFIG,
-        student_config=STUDENT_CONFIG, metric="greedy_validity", teaching_epochs=10, teacher_objective="text",
+        **DIALECTS, metric="greedy_validity", teaching_epochs=10, teacher_objective="text",
         arms=(Arm("seed_only", "175 human-written examples only (as many optimiser steps)", seed_only_student),
               Arm("distilled", "the seed examples plus the teacher's own instructions and answers",
                   instruction_distilled_student)),
         notes="The seed examples are drawn per seed from the training split; the teacher's demonstrations (up to "
-              "4,000 filtered instructions, answered greedily) are the same for every seed. The seed-only arm runs "
-              "its epochs times the ratio of the two sets' sizes so that both arms take about as many optimiser "
-              "steps.",
+              "4,000 filtered instructions, answered greedily) are the same for every seed. An epoch of the "
+              "seed-only arm cycles through its 175 examples as many times as it takes to match the other arm's "
+              "epoch, so that both arms take the same number of optimiser steps.",
     ),
 ]
 

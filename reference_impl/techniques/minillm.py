@@ -35,12 +35,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from reference_impl.harness import Arm, Claim, run_cli
-from reference_impl.harness.lm.bench import SequenceContext, SequenceExperiment, scratch_sequence_student
+from reference_impl.harness.lm.bench import DATA_BASELINE, DIALECTS, SequenceContext, SequenceExperiment
 from reference_impl.harness.lm.data import EOS, PAD
 from reference_impl.harness.lm.generate import join
 from reference_impl.harness.lm.metrics import MAX_NEW_TOKENS
 from reference_impl.harness.lm.tokens import shift_for_next_token
-from reference_impl.techniques.token_level_kd import STUDENT, STUDENT_CONFIG, TEACHER, TEACHER_CONFIG, token_kd_student
+from reference_impl.techniques.token_level_kd import token_kd_student
 
 CONCEPT = "ReverseKLDistillation"
 FAMILY = "language model"
@@ -119,15 +119,14 @@ def minillm_student(ctx: SequenceContext, *, alpha: float = 0.2) -> nn.Module:
 
 
 def _arms() -> tuple[Arm, ...]:
-    return (Arm("baseline", "student trained on the data's targets (cross-entropy)", scratch_sequence_student),
+    return (DATA_BASELINE,
             Arm("forward_kl", "forward KL per token on the data's rows (word-level KD)",
                 lambda ctx: token_kd_student(ctx, direction="forward")),
             Arm("minillm", "MiniLLM: sequence-level reverse KL by policy gradient on p̃ samples (α = 0.2)",
                 minillm_student))
 
 
-COMMON = dict(dataset="dialects", teacher=TEACHER, student=STUDENT, teacher_config=TEACHER_CONFIG,
-              student_config=STUDENT_CONFIG, temperature=None, teaching_epochs=10)
+COMMON = dict(DIALECTS, temperature=None, teaching_epochs=10)
 
 EXPERIMENTS = [
     SequenceExperiment(

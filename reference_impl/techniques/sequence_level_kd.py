@@ -29,13 +29,12 @@ from weakref import WeakKeyDictionary
 import torch
 from torch import Tensor, nn
 
-from reference_impl.harness import Arm, Claim, TrainConfig, run_cli
-from reference_impl.harness.lm.bench import SequenceContext, SequenceExperiment, scratch_sequence_student
+from reference_impl.harness import Arm, Claim, run_cli
+from reference_impl.harness.lm.bench import DATA_BASELINE, DIALECTS, SequenceContext, SequenceExperiment
 from reference_impl.harness.lm.generate import beam_search, join
 from reference_impl.harness.lm.metrics import EVAL_BATCH, MAX_NEW_TOKENS
 from reference_impl.harness.lm.tokens import per_token_cross_entropy, shift_for_next_token, token_mean
-from reference_impl.techniques.token_level_kd import (STUDENT, STUDENT_CONFIG, TEACHER, TEACHER_CONFIG,
-                                                      token_kd_student)
+from reference_impl.techniques.token_level_kd import WORD_KD
 
 CONCEPT = "SequenceLevelDistillation"
 FAMILY = "language model"
@@ -81,12 +80,10 @@ EXPERIMENTS = [
                     "outperforms a student trained with word-level knowledge distillation and decoded greedily.",
                     "arXiv:1606.07947, section 5, Table 1 (Seq-KD vs Word-KD, greedy decoding, beam = 1)",
                     treatment="seq_kd", reference="word_kd"),
-        dataset="dialects", teacher=TEACHER, student=STUDENT,
-        teacher_config=TEACHER_CONFIG, student_config=STUDENT_CONFIG, temperature=1.0,
+        **DIALECTS, temperature=1.0,
         metric="greedy_validity",
-        arms=(Arm("baseline", "student trained on the data's targets (cross-entropy)", scratch_sequence_student),
-              Arm("word_kd", "forward KL to the teacher per token (word-level KD, T = 1)",
-                  lambda ctx: token_kd_student(ctx, direction="forward")),
+        arms=(DATA_BASELINE,
+              WORD_KD,
               Arm("seq_kd", "cross-entropy on the teacher's beam-search outputs (beam 5)", sequence_kd_student)),
         notes="Score: the share of the 5,000 test prompts whose greedy output is a valid translation (one of "
               "the three dialects'). The data's targets mix three dialects (probabilities 0.5, 0.3, 0.2) that "

@@ -31,10 +31,9 @@ from torch.nn import functional as F
 
 from reference_impl.harness import Arm, Claim, run_cli
 from reference_impl.harness.checks import check_positive
-from reference_impl.harness.lm.bench import SequenceContext, SequenceExperiment, scratch_sequence_student
+from reference_impl.harness.lm.bench import DATA_BASELINE, DIALECTS, SequenceContext, SequenceExperiment
 from reference_impl.harness.lm.tokens import check_token_logits, token_mean
-from reference_impl.techniques.token_level_kd import (STUDENT, STUDENT_CONFIG, TEACHER, TEACHER_CONFIG,
-                                                      token_kd_student)
+from reference_impl.techniques.token_level_kd import token_kd_student
 
 CONCEPT = "SkewKLDistillation"
 FAMILY = "language model"
@@ -88,10 +87,9 @@ EXPERIMENTS = [
                     "plain KL divergence.",
                     "arXiv:2402.03898, sections 4-5 (SKL and SRKL compared with KLD and RKLD as distillation objectives)",
                     treatment="skl", reference="kl"),
-        dataset="dialects", teacher=TEACHER, student=STUDENT,
-        teacher_config=TEACHER_CONFIG, student_config=STUDENT_CONFIG, temperature=1.0,
+        **DIALECTS, temperature=1.0,
         metric="greedy_validity",
-        arms=(Arm("baseline", "student trained on the data's targets (cross-entropy)", scratch_sequence_student),
+        arms=(DATA_BASELINE,
               Arm("kl", "forward KL to the teacher per token (word-level KD)",
                   lambda ctx: token_kd_student(ctx, direction="forward")),
               Arm("skl", "skew forward KL, α = 0.1", lambda ctx: skew_kl_student(ctx, alpha=0.1)),

@@ -23,15 +23,12 @@ alone (Kim & Rush, Table 1: Word-KD above the baseline student).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reference_impl.harness import Arm, Claim, TrainConfig, run_cli
+from reference_impl.harness import Arm, Claim, run_cli
 from reference_impl.harness.checks import check_positive
-from reference_impl.harness.lm.bench import (SequenceContext, SequenceExperiment, next_token_loss,
-                                             scratch_sequence_student)
-from reference_impl.harness.lm.models import TransformerSpec
+from reference_impl.harness.lm.bench import DATA_BASELINE, DIALECTS, SequenceContext, SequenceExperiment
 from reference_impl.harness.lm.tokens import check_token_logits, token_mean
 
 CONCEPT = "TokenLevelDistillation"
@@ -75,10 +72,9 @@ def token_kd_student(ctx: SequenceContext, *, direction: str = "forward", temper
     return student
 
 
-TEACHER = TransformerSpec(n_layer=2, n_head=4, d_model=64)
-STUDENT = TransformerSpec(n_layer=1, n_head=2, d_model=32)
-TEACHER_CONFIG = TrainConfig(epochs=30)
-STUDENT_CONFIG = TrainConfig(epochs=40)
+# the word-level KD arm, which other modules of the family compare with
+WORD_KD = Arm("word_kd", "forward KL to the teacher per token (word-level KD, T = 1)",
+              lambda ctx: token_kd_student(ctx, direction="forward"))
 
 EXPERIMENTS = [
     SequenceExperiment(
@@ -88,12 +84,10 @@ EXPERIMENTS = [
                     "trained on the data alone.",
                     "arXiv:1606.07947, section 5, Table 1 (Word-KD rows above the baseline student)",
                     treatment="word_kd", reference="baseline"),
-        dataset="dialects", teacher=TEACHER, student=STUDENT,
-        teacher_config=TEACHER_CONFIG, student_config=STUDENT_CONFIG, temperature=1.0,
+        **DIALECTS, temperature=1.0,
         metric="greedy_validity",
-        arms=(Arm("baseline", "student trained on the data's targets (cross-entropy)", scratch_sequence_student),
-              Arm("word_kd", "forward KL to the teacher per token (word-level KD, T = 1)",
-                  lambda ctx: token_kd_student(ctx, direction="forward")),
+        arms=(DATA_BASELINE,
+              WORD_KD,
               Arm("reverse_kl", "reverse KL to the teacher per token (T = 1)",
                   lambda ctx: token_kd_student(ctx, direction="reverse"))),
         notes="Score: the share of the 5,000 test prompts whose greedy output is a valid translation. "

@@ -30,9 +30,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from reference_impl.harness import Arm, Claim, run_cli
-from reference_impl.harness.lm.bench import SequenceContext, SequenceExperiment, scratch_sequence_student
+from reference_impl.harness.lm.bench import DATA_BASELINE, DIALECTS, SequenceContext, SequenceExperiment
 from reference_impl.harness.lm.tokens import check_token_logits, token_mean
-from reference_impl.techniques.token_level_kd import STUDENT, STUDENT_CONFIG, TEACHER, TEACHER_CONFIG, token_kd_student
+from reference_impl.techniques.token_level_kd import token_kd_student
 
 CONCEPT = "TopKLogitDistillation"
 FAMILY = "language model"
@@ -112,9 +112,8 @@ EXPERIMENTS = [
                     "its renormalised top-k probabilities, whose estimate of the teacher distribution is biased.",
                     "arXiv:2503.16870 (ACL 2025), abstract and its analysis of caching top-K probabilities (biased estimates of the teacher distribution, suboptimal performance and calibration)",
                     treatment="full", reference="top1"),
-        dataset="dialects", teacher=TEACHER, student=STUDENT, teacher_config=TEACHER_CONFIG,
-        student_config=STUDENT_CONFIG, metric="greedy_validity", teaching_epochs=15,
-        arms=(Arm("baseline", "student trained on the data's targets (cross-entropy)", scratch_sequence_student),
+        **DIALECTS, metric="greedy_validity", teaching_epochs=15,
+        arms=(DATA_BASELINE,
               Arm("full", "forward KL to the teacher's full distribution (word-level KD)",
                   lambda ctx: token_kd_student(ctx, direction="forward")),
               Arm("top1", "top-1 renormalised (the teacher's argmax as a one-hot target)",

@@ -17,7 +17,7 @@ from functools import cached_property
 
 from torch import Tensor, nn
 
-from ..bench import Experiment
+from ..bench import Arm, Experiment
 from ..evaluate import Evaluation
 from ..models import n_params
 from ..train import TrainConfig, predict_logits, train
@@ -123,3 +123,12 @@ class SequenceExperiment(Experiment):
 
     def validation_score(self, student: nn.Module, prepared: Prepared) -> float:
         return metrics.METRICS[self.metric](student, prepared.task.val)
+
+
+# The setting every decoder experiment of the family shares: the dialects task, a 2-layer
+# teacher (104k parameters) and a 1-layer student (15k), their budgets, the baseline arm.
+DECODER_TEACHER = TransformerSpec(n_layer=2, n_head=4, d_model=64)
+DECODER_STUDENT = TransformerSpec(n_layer=1, n_head=2, d_model=32)
+DIALECTS = dict(dataset="dialects", teacher=DECODER_TEACHER, student=DECODER_STUDENT,
+                teacher_config=TrainConfig(epochs=30), student_config=TrainConfig(epochs=40))
+DATA_BASELINE = Arm("baseline", "student trained on the data's targets (cross-entropy)", scratch_sequence_student)

@@ -21,7 +21,6 @@ from ..evaluate import expected_calibration_error
 from ..train import predict_logits
 from .data import SequenceSplit, translations
 from .generate import beam_search, generate
-from .teachers import mean_token_nll  # noqa: F401  (a score too)
 
 MAX_NEW_TOKENS = 10  # longest target (8) + EOS, and one more to see a missing EOS
 EVAL_BATCH = 1000

@@ -352,9 +352,11 @@ def test_module_command_line_refuses_a_temperature_that_does_not_apply(module, a
 
 
 def _sources_calling_softening(module) -> bool:
-    """Whether the module, or a technique module it takes a function from, calls ctx.softening."""
-    modules = {module} | {sys.modules[obj.__module__] for obj in vars(module).values()
-                          if callable(obj) and getattr(obj, "__module__", "").startswith("reference_impl.techniques.")}
+    """Whether the module, or a technique module it takes a function or an arm from, calls ctx.softening."""
+    functions = [obj for obj in vars(module).values() if callable(obj)]
+    functions += [arm.train for experiment in module.EXPERIMENTS for arm in experiment.arms]
+    modules = {module} | {sys.modules[f.__module__] for f in functions
+                          if getattr(f, "__module__", "").startswith("reference_impl.techniques.")}
     return any("ctx.softening(" in inspect.getsource(m) for m in modules)
 
 

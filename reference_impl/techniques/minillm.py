@@ -36,8 +36,7 @@ from torch.nn import functional as F
 
 from reference_impl.harness import Arm, Claim, run_cli
 from reference_impl.harness.lm.bench import DATA_BASELINE, DIALECTS, SequenceContext, SequenceExperiment
-from reference_impl.harness.lm.data import EOS, PAD
-from reference_impl.harness.lm.generate import join
+from reference_impl.harness.lm.generate import decode, join
 from reference_impl.harness.lm.metrics import MAX_NEW_TOKENS
 from reference_impl.harness.lm.tokens import shift_for_next_token
 from reference_impl.techniques.token_level_kd import token_kd_student
@@ -52,24 +51,17 @@ def sample_mixed(student: nn.Module, teacher: nn.Module, prompts: Tensor, mask: 
     """Continuations (B, T) sampled token by token from p̃ = α p_teacher + (1 - α) q_student, EOS then PAD."""
     if not 0 <= alpha < 1:
         raise ValueError(f"alpha (the teacher's share of the sampling mixture) must be in [0, 1), got {alpha!r}")
-    was_training = student.training
-    student.eval()
-    tokens, attention = prompts, mask
-    done = torch.zeros(len(prompts), dtype=torch.bool)
-    out = []
-    for _ in range(MAX_NEW_TOKENS):
+
+    def next_token(tokens: Tensor, attention: Tensor) -> Tensor:
         q = torch.softmax(student(tokens, attention)[:, -1], -1)  # (B, V)
         p = torch.softmax(teacher(tokens, attention)[:, -1], -1)
-        nxt = torch.multinomial(alpha * p + (1 - alpha) * q, 1, generator=generator).squeeze(1)
-        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
-        out.append(nxt)
-        done = done | (nxt == EOS)
-        tokens = torch.cat([tokens, nxt[:, None]], 1)
-        attention = torch.cat([attention, (~done | (nxt == EOS)).long()[:, None]], 1)
-        if done.all():
-            break
-    student.train(was_training)
-    return torch.stack(out, 1)
+        return torch.multinomial(alpha * p + (1 - alpha) * q, 1, generator=generator).squeeze(1)
+    was_training = student.training
+    student.eval()
+    try:
+        return decode(next_token, prompts, mask, max_new_tokens=MAX_NEW_TOKENS)
+    finally:
+        student.train(was_training)
 
 
 def minillm_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, mask: Tensor, *,

@@ -11,6 +11,8 @@ mask and the mask of the generated tokens (the positions a token-level loss may 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -30,25 +32,17 @@ def _next_logits(model: nn.Module, tokens: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def generate(model: nn.Module, prompts: Tensor, mask: Tensor, *, max_new_tokens: int,
-             temperature: float = 0.0, generator: torch.Generator | None = None, stop_token: int = EOS) -> Tensor:
-    """Greedy decoding (temperature 0) or ancestral sampling from softmax(logits / temperature),
-    each row ending at `stop_token` (EOS; SEP to generate a prompt instead of an answer)."""
+def decode(next_token: Callable[[Tensor, Tensor], Tensor], prompts: Tensor, mask: Tensor, *,
+           max_new_tokens: int, stop_token: int = EOS) -> Tensor:
+    """The decoding loop every sampler shares: `next_token(tokens, mask)` gives each row's next
+    token (B,); a row that has produced `stop_token` only pads afterwards, and the appended
+    tokens' mask is 1 up to and including the stop token."""
     _check(prompts, mask, max_new_tokens)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
-    was_training = model.training
-    model.eval()
-    tokens, mask = prompts, mask
+    tokens = prompts
     done = torch.zeros(len(prompts), dtype=torch.bool, device=prompts.device)
     out = []
     for _ in range(max_new_tokens):
-        logits = _next_logits(model, tokens, mask)
-        if temperature == 0:
-            nxt = logits.argmax(-1)
-        else:
-            probs = torch.softmax(logits / temperature, -1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = next_token(tokens, mask)
         nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)  # finished rows only pad
         out.append(nxt)
         done = done | (nxt == stop_token)
@@ -56,8 +50,28 @@ def generate(model: nn.Module, prompts: Tensor, mask: Tensor, *, max_new_tokens:
         mask = torch.cat([mask, (~done | (nxt == stop_token)).long()[:, None]], 1)
         if done.all():
             break
-    model.train(was_training)
     return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompts: Tensor, mask: Tensor, *, max_new_tokens: int,
+             temperature: float = 0.0, generator: torch.Generator | None = None, stop_token: int = EOS) -> Tensor:
+    """Greedy decoding (temperature 0) or ancestral sampling from softmax(logits / temperature),
+    each row ending at `stop_token` (EOS; SEP to generate a prompt instead of an answer)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
+
+    def next_token(tokens: Tensor, mask: Tensor) -> Tensor:
+        logits = _next_logits(model, tokens, mask)
+        if temperature == 0:
+            return logits.argmax(-1)
+        return torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(1)
+    was_training = model.training
+    model.eval()
+    try:
+        return decode(next_token, prompts, mask, max_new_tokens=max_new_tokens, stop_token=stop_token)
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()

@@ -51,6 +51,7 @@ accumulation pass `normalizer=` the whole batch's token count to every micro-bat
 | `attention_mse`, `hidden_mse` | TinyBERT | arXiv:1909.10351 |
 | `minilm_loss`, `relation_kl` | MiniLM (self-attention and value relations) | arXiv:2002.10957 |
 | `patient_loss` | Patient KD | arXiv:1908.09355 |
+| `uld_distance`, `uld_loss` (two vocabularies, two masks) | universal logit distillation (cross-tokenizer) | arXiv:2402.12030 |
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ from .techniques.soft_targets import soft_target_kl, soft_target_loss
 from .techniques.tinybert import attention_mse, hidden_mse
 from .techniques.token_level_kd import token_kl
 from .techniques.top_k_logits import cache_top_k, top_k_kd_loss
+from .techniques.universal_logit_kd import uld_distance, uld_loss
 
 __all__ = [
     "CRDLoss", "attention_map", "attention_mse", "attention_transfer_loss", "born_again_loss", "cache_top_k",
@@ -85,5 +87,5 @@ __all__ = [
     "logit_matching_loss", "minillm_loss", "minilm_loss", "multi_teacher_kl", "multi_teacher_loss", "munge",
     "mutual_learning_losses", "patient_loss", "relation_kl", "rkd_angle_loss", "rkd_distance_loss", "rkd_loss",
     "self_distillation_loss", "skew_kl", "soft_target_kl", "soft_target_loss", "sp_loss", "tfkd_reg_loss",
-    "token_kl", "top_k_kd_loss", "triple_loss", "weighted_soft_target_loss",
+    "token_kl", "top_k_kd_loss", "triple_loss", "uld_distance", "uld_loss", "weighted_soft_target_loss",
 ]

@@ -155,6 +155,18 @@ def test_results_carry_the_method_and_the_family_adjusts_them(written):
                                                         float(values[KDO + "adjustedEquivalencePValue"]))
 
 
+def test_seeds_set_on_the_command_line_are_said_to_be_unplanned(written):
+    directory, module, results = written
+    store = ox.Store()
+    store.load(path=str(directory / "soft_targets.ttl"), format=ox.RdfFormat.TURTLE)
+    rows = list(store.query(f"SELECT ?plan ?mde WHERE {{ ?r <{KDO}seedPlan> ?plan ; <{KDO}minimalDetectableEffect> ?mde }}"))
+    assert len(rows) == len(results)
+    assert rows[0]["plan"].value.startswith("3 seeds (0-2) set on the command line (kd bench --seeds 3), not planned")
+    t = results[0].test
+    expected = stats.minimal_detectable_effect(3, t.sd, family_size=bench.family_size())
+    assert any(float(r["mde"].value) == pytest.approx(expected, abs=1e-6) for r in rows)  # stored to 6 decimals
+
+
 def test_provenance_records_epochs_chosen_on_validation_and_the_machine(written):
     directory, _, results = written
     store = ox.Store()

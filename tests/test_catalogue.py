@@ -27,6 +27,7 @@ CATALOGUE_TECHNIQUES = {
     "DistilBERTDistillation", "TinyBERTDistillation", "MiniLMDistillation", "PatientKD",
     # added by issue #12 (language-model family), beyond the catalogue's list
     "GeneralizedKnowledgeDistillation", "SkewKLDistillation", "ReverseKLDistillation", "TopKLogitDistillation",
+    "UniversalLogitDistillation",
     # dataset distillation
     "MetaLearnedDatasetDistillation", "GradientMatching", "TrajectoryMatching",
     "DistributionMatchingDM",

@@ -33,6 +33,7 @@ from kb.namespaces import KD, KDI, KDO, KDR, PREFIXES
 
 from . import stats
 from .bench import Experiment, ExperimentResult
+from .bench import family_size as planned_family_size
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "results"
@@ -95,6 +96,12 @@ class _Triples:
     def add(self, s: str, p: str, o: ox.NamedNode | ox.Literal | str) -> None:
         obj = ox.NamedNode(o) if isinstance(o, str) else o
         self.items.append(ox.Triple(ox.NamedNode(s), ox.NamedNode(p), obj))
+
+
+def command_line_seeds_text(seeds: list[int]) -> str:
+    return (f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]}) set on the command line (kd bench --seeds {len(seeds)}), "
+            "not planned from a pilot: no power calculation; the minimal detectable effect says what this many "
+            "seeds could see")
 
 
 def _lit(value, datatype: str | None = None) -> ox.Literal:
@@ -164,6 +171,9 @@ def result_triples(module_name: str, concept: str, result: ExperimentResult, *, 
         t.add(base, kdo + "planningSdDifference", _lit(result.plan.planning_sd))
         t.add(base, kdo + "seedsNeeded", _lit(result.plan.needed))
         t.add(base, kdo + "minimalDetectableEffect", _lit(result.minimal_detectable_effect(family)))
+    else:  # `kd bench --seeds N`: the seeds were set by hand, so the result says there was no plan
+        t.add(base, kdo + "seedPlan", _lit(command_line_seeds_text(result.seeds)))
+        t.add(base, kdo + "minimalDetectableEffect", _lit(result.minimal_detectable_effect(planned_family_size())))
     for arm in result.arms:
         a = f"{base}--{arm.key}"
         t.add(base, kdo + "hasArm", a)

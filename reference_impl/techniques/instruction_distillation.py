@@ -38,7 +38,7 @@ from reference_impl.harness import Arm, Claim, run_cli
 from reference_impl.harness.lm.bench import DIALECTS, SequenceContext, SequenceExperiment
 from reference_impl.harness.lm.data import BOS, MAX_LEN, MIN_LEN, SEP, SOURCE_LETTERS, SequenceSplit, encode_rows
 from reference_impl.harness.lm.generate import generate
-from reference_impl.harness.lm.metrics import EVAL_BATCH, outputs
+from reference_impl.harness.lm.metrics import EVAL_BATCH, MAX_NEW_TOKENS, outputs
 from reference_impl.harness.lm.teachers import next_token_loss
 
 CONCEPT = "InstructionDistillation"
@@ -78,7 +78,7 @@ def teacher_demonstrations(ctx: SequenceContext, n: int = 4000) -> SequenceSplit
         raise ValueError("the teacher wrote no well-formed instruction: is it a language model of the prompts too "
                          "(teacher_objective='text')?")
     prompts = SequenceSplit("instructions", vocab, tuple(kept), ("",) * len(kept), torch.zeros(0))
-    answers = outputs(ctx.teacher, prompts)  # greedy
+    answers = outputs(ctx.teacher, prompts, max_new=MAX_NEW_TOKENS)  # greedy (the prompts have no targets yet)
     pairs = [(s, a) for s, a in zip(kept, answers) if a != "\x00" and set(a) <= set(vocab.symbols)]
     if not pairs:
         raise ValueError("the teacher answered none of its instructions with a well-formed output")

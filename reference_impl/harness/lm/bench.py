@@ -25,6 +25,20 @@ from . import metrics
 from .data import SequenceTask, load_sequences
 from .models import Transformer, TransformerSpec
 from .teachers import MetricValidation, get_sequence_teacher, new_model, next_token_loss
+from .text import load_docstrings
+
+# The sequence tasks an experiment's `dataset` may name.
+TASKS: dict[str, Callable[[], SequenceTask]] = {
+    "dialects": lambda: load_sequences("dialects"),
+    "docstrings-char": lambda: load_docstrings("char"),
+    "docstrings-bpe": lambda: load_docstrings("bpe"),
+}
+
+
+def load_task(name: str) -> SequenceTask:
+    if name not in TASKS:
+        raise ValueError(f"unknown sequence task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]()
 
 @dataclass
 class SequenceContext:
@@ -38,14 +52,21 @@ class SequenceContext:
     progress: str = ""
     chosen_epochs: list[int] = field(default_factory=list)
     temperature: float | None = None
+    teacher_task: SequenceTask | None = None  # the teacher's tokenization of the same rows, when it differs
+
+    @property
+    def teacher_rows(self) -> SequenceTask:
+        """The task in the teacher's tokenizer (the student's own unless a cross-tokenizer experiment)."""
+        return self.teacher_task or self.task
 
     def softening(self, default: float) -> float:
         return default if self.temperature is None else self.temperature
 
     @cached_property
     def teacher_train_logits(self) -> Tensor:
-        """The frozen teacher's logits (N, L-1, V) on every training row, row i = sample i."""
-        return predict_logits(self.teacher, self.task.train.inputs)
+        """The frozen teacher's logits (N, L-1, V) on every training row, row i = sample i (in the
+        teacher's tokenizer: row i is the same text as the student's row i)."""
+        return predict_logits(self.teacher, self.teacher_rows.train.inputs)
 
     def new_student(self, spec: TransformerSpec | None = None, *, seed: int | None = None) -> Transformer:
         return new_model(spec or self.student_spec, self.task, self.seed if seed is None else seed)
@@ -75,6 +96,7 @@ class Prepared:
     teacher: nn.Module
     teacher_evaluation: Evaluation
     teacher_outputs: list[str]  # the teacher's greedy outputs on the test prompts
+    teacher_task: SequenceTask | None = None  # set when the teacher has its own tokenizer
 
 
 @dataclass(frozen=True)
@@ -82,11 +104,20 @@ class SequenceExperiment(Experiment):
     """An Experiment on a sequence task; `accuracy` in its results is `metric` on the test split."""
     metric: str = "greedy_validity"
     teacher_objective: str = "response"  # "text": the teacher also models the prompts (it writes instructions)
+    # The same rows in the teacher's tokenizer, for cross-tokenizer distillation (None: the student's
+    # `dataset`). The teacher's own score is then on its tokens, so it is not comparable with the students'.
+    teacher_dataset: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.metric not in metrics.METRICS:
             raise ValueError(f"{self.key}: metric must be one of {', '.join(metrics.METRICS)}, got {self.metric!r}")
+        for role, name in (("dataset", self.dataset), ("teacher_dataset", self.teacher_dataset or self.dataset)):
+            if name not in TASKS:
+                raise ValueError(f"{self.key}: {role} must be one of {', '.join(TASKS)}, got {name!r}")
+        if self.dataset != "dialects" and self.metric not in metrics.TEXT_METRICS:
+            raise ValueError(f"{self.key}: {self.dataset} has no known true distribution; its metric must be one "
+                             f"of {', '.join(metrics.TEXT_METRICS)}, got {self.metric!r}")
 
     @property
     def metric_label(self) -> str:
@@ -94,7 +125,7 @@ class SequenceExperiment(Experiment):
 
     @property
     def columns(self) -> str:
-        return (f"columns: test {self.metric_label} is mean ± sd over seeds on the {len(load_sequences(self.dataset).test):,} "
+        return (f"columns: test {self.metric_label} is mean ± sd over seeds on the {len(load_task(self.dataset).test):,} "
                 f"test prompts ({metrics.DESCRIPTIONS[self.metric]}); agree w/ teacher is the share of test prompts "
                 "where the student's greedy output equals the teacher's; ECE is the expected calibration error of "
                 "the next-token distribution on the test targets (15 bins); epoch is the one chosen on the "
@@ -109,14 +140,17 @@ class SequenceExperiment(Experiment):
                           ece=metrics.token_ece(model, task.test), n_params=n_params(model), latency_us=None)
 
     def setup(self) -> Prepared:
-        task = load_sequences(self.dataset)
-        teacher = get_sequence_teacher(task, self.teacher, self.teacher_config, objective=self.teacher_objective)
-        return Prepared(task, teacher, self._evaluation(teacher, task, None), metrics.outputs(teacher, task.test))
+        task = load_task(self.dataset)
+        teacher_task = None if self.teacher_dataset in (None, self.dataset) else load_task(self.teacher_dataset)
+        rows = teacher_task or task
+        teacher = get_sequence_teacher(rows, self.teacher, self.teacher_config, objective=self.teacher_objective)
+        return Prepared(task, teacher, self._evaluation(teacher, rows, None), metrics.outputs(teacher, rows.test),
+                        teacher_task)
 
     def context(self, prepared: Prepared, seed: int, config: TrainConfig,
                 temperature: float | None = None) -> SequenceContext:
         return SequenceContext(prepared.task, prepared.teacher, self.student, config, seed, metric=self.metric,
-                               temperature=temperature)
+                               temperature=temperature, teacher_task=prepared.teacher_task)
 
     def evaluate(self, student: nn.Module, prepared: Prepared) -> Evaluation:
         return self._evaluation(student, prepared.task, prepared.teacher_outputs)

@@ -242,3 +242,11 @@ def test_uld_experiment_teacher_and_student_see_the_same_rows_in_their_tokenizer
     char, bpe = load_task(experiment.teacher_dataset), load_task(experiment.dataset)
     assert char.vocab.size != bpe.vocab.size and char.train.targets == bpe.train.targets
     assert PAD == 0  # padding id shared; the masks, not the ids, decide what counts
+
+
+def test_natural_text_is_scored_without_decoding():
+    from reference_impl.techniques import token_level_kd
+    text_experiment, dialects_experiment = uld.EXPERIMENTS[0], token_level_kd.EXPERIMENTS[0]
+    assert not text_experiment.decodes and dialects_experiment.decodes
+    assert "agree w/ teacher is not measured on natural text" in text_experiment.columns
+    assert "greedy output equals the teacher's" in dialects_experiment.columns

@@ -250,3 +250,22 @@ def test_natural_text_is_scored_without_decoding():
     assert not text_experiment.decodes and dialects_experiment.decodes
     assert "agree w/ teacher is not measured on natural text" in text_experiment.columns
     assert "greedy output equals the teacher's" in dialects_experiment.columns
+
+
+def test_uld_takes_two_hugging_face_models_with_different_vocabularies():
+    transformers = pytest.importorskip("transformers")
+    char, bpe = text.load_docstrings("char"), text.load_docstrings("bpe")
+    torch.manual_seed(0)
+    models = {}
+    for name, task in (("teacher", char), ("student", bpe)):
+        config = transformers.GPT2Config(vocab_size=task.vocab.size, n_positions=64, n_embd=16, n_layer=1, n_head=2,
+                                         bos_token_id=1, eos_token_id=EOS, pad_token_id=EOS)  # pad = EOS
+        models[name] = transformers.GPT2LMHeadModel(config)
+    rows_t, rows_s = char.train.tokens[:3], bpe.train.tokens[:3]  # the same three windows, two tokenizations
+    with torch.no_grad():
+        teacher_logits = models["teacher"].eval()(rows_t, attention_mask=(rows_t != PAD).long()).logits[:, :-1]
+    student_logits = models["student"](rows_s, attention_mask=(rows_s != PAD).long()).logits[:, :-1]
+    loss = uld.uld_loss(student_logits, rows_s[:, 1:], bpe.train.loss_mask[:3], teacher_logits, char.train.loss_mask[:3])
+    loss.backward()
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
+    assert all(p.grad is not None for p in models["student"].parameters() if p.requires_grad)

@@ -269,3 +269,10 @@ def test_uld_takes_two_hugging_face_models_with_different_vocabularies():
     loss.backward()
     assert torch.isfinite(loss) and float(loss.detach()) > 0
     assert all(p.grad is not None for p in models["student"].parameters() if p.requires_grad)
+
+
+def test_uld_without_aligned_positions_is_zero_not_nan():
+    student = torch.randn(2, 3, 4, requires_grad=True)
+    loss = uld.uld_distance(student, torch.randn(2, 5, 6), torch.zeros(2, 3), torch.ones(2, 5))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and bool((student.grad == 0).all())

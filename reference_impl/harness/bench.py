@@ -489,8 +489,9 @@ def summary(result: ExperimentResult) -> str:
     for arm in result.arms:
         acc = f"{arm.mean():.4f}" + (f" ± {arm.sd():.4f}" if n > 1 else "")
         epochs = [e for per_seed in arm.chosen_epochs for e in per_seed[-1:]]
+        agreement = arm.mean("teacher_agreement")  # NaN when not measured (natural text)
         rows.append([arm.key, arm.label, f"{arm.evaluations[0].n_params:,}", acc,
-                     f"{arm.mean('teacher_agreement'):.3f}", f"{arm.mean('ece'):.3f}",
+                     f"{agreement:.3f}" if agreement == agreement else "-", f"{arm.mean('ece'):.3f}",
                      f"{np.mean(epochs):.0f}" if epochs else "-"])
     text = [f"{e.title}  [{e.dataset}, labelled fraction {e.labelled_fraction:g}, seeds {result.seeds}]",
             _table(["", "model", "params", f"test {e.metric_label}", "agree w/ teacher", "ECE", "epoch"], rows)]

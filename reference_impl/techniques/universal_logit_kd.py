@@ -81,14 +81,14 @@ def uld_distance(student_logits: Tensor, teacher_logits: Tensor, student_mask: T
     if student_logits.shape[0] != teacher_logits.shape[0]:
         raise ValueError(f"student and teacher batches differ ({student_logits.shape[0]} vs "
                          f"{teacher_logits.shape[0]} rows): row i must be the same text in both")
-    q = F.softmax(student_logits, -1).sort(-1, descending=True).values  # (B, Ls, Vs)
-    p = F.softmax(teacher_logits.detach(), -1).sort(-1, descending=True).values  # (B, Lt, Vt)
+    pairs = torch.minimum(student_mask.sum(1), teacher_mask.sum(1)).long()  # (B,) aligned positions per row
+    k = int(pairs.max()) if len(pairs) else 0  # gather the aligned positions first: only they are sorted
+    q = student_logits.gather(1, _kept_first(student_mask)[:, :k, None].expand(-1, -1, student_logits.shape[-1]))
+    p = teacher_logits.detach().gather(1, _kept_first(teacher_mask)[:, :k, None].expand(-1, -1, teacher_logits.shape[-1]))
+    q = F.softmax(q, -1).sort(-1, descending=True).values  # (B, K, Vs): k-th aligned student position
+    p = F.softmax(p, -1).sort(-1, descending=True).values  # (B, K, Vt): k-th aligned teacher position
     width = max(q.shape[-1], p.shape[-1])  # the smaller vocabulary padded with zero probabilities
     q, p = F.pad(q, (0, width - q.shape[-1])), F.pad(p, (0, width - p.shape[-1]))
-    k = min(q.shape[1], p.shape[1])
-    q = q.gather(1, _kept_first(student_mask)[:, :k, None].expand(-1, -1, width))  # (B, K, V) aligned
-    p = p.gather(1, _kept_first(teacher_mask)[:, :k, None].expand(-1, -1, width))
-    pairs = torch.minimum(student_mask.sum(1), teacher_mask.sum(1))  # (B,) aligned positions per row
     pair_mask = (torch.arange(k)[None, :] < pairs[:, None]).to(q.dtype)  # (B, K)
     # ULD_t = Σ_i |q_σ(i) − p_σ'(i)|
     per_pair = (q - p).abs().sum(-1)

@@ -426,3 +426,24 @@ def test_the_stored_result_is_found_under_python_dash_m():
     assert main.__name__ == "__main__" and main.__spec__.name.endswith("born_again")
     text = stored_result_text(main, born_again.EXPERIMENTS[0])
     assert "born_again.ttl" in text and "__main__" not in text
+
+
+def test_results_say_what_they_measure_and_replot_from_the_stored_scores(written, monkeypatch):
+    directory, module, results = written
+    store = ox.Store()
+    store.load(path=str(directory / "soft_targets.ttl"), format=ox.RdfFormat.TURTLE)
+    metrics = {r["m"].value for r in store.query(f"SELECT ?m WHERE {{ ?r <{KDO}metric> ?m }}")}
+    assert metrics == {"accuracy"}
+    assert not list(store.quads_for_pattern(None, ox.NamedNode(KDO + "teacherComparable"), None))
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("replot", Path(__file__).resolve().parents[1] / "scripts" / "replot.py")
+    replot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replot)
+    for experiment, result in zip(module.EXPERIMENTS, results):
+        again = replot.stored_result(store, "soft_targets", experiment)
+        assert again.seeds == result.seeds and [a.key for a in again.arms] == [a.key for a in result.arms]
+        assert again.test.mean == pytest.approx(result.test.mean, abs=1e-6)
+        assert again.test.p_value == pytest.approx(result.test.p_value, rel=1e-4)
+        assert again.teacher.accuracy == pytest.approx(result.teacher.accuracy, abs=1e-6)
+    with pytest.raises(ValueError, match="no stored result for soft_targets / nope"):
+        replot.stored_result(store, "soft_targets", replace(module.EXPERIMENTS[0], key="nope"))

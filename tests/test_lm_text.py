@@ -276,3 +276,27 @@ def test_uld_without_aligned_positions_is_zero_not_nan():
     loss = uld.uld_distance(student, torch.randn(2, 5, 6), torch.zeros(2, 3), torch.ones(2, 5))
     loss.backward()
     assert float(loss.detach()) == 0.0 and bool((student.grad == 0).all())
+
+
+def test_a_cross_tokenizer_result_says_its_metric_and_that_the_teacher_is_another_unit(tmp_path):
+    from reference_impl.harness import stats
+    from reference_impl.harness.bench import ArmResult, ExperimentResult
+    from reference_impl.harness.evaluate import Evaluation
+    from reference_impl.harness.results import plot_results, result_triples
+
+    def ev(score):
+        return Evaluation(accuracy=score, per_class_accuracy=[], teacher_agreement=None, ece=0.01, n_params=10,
+                          latency_us=None)
+    experiment = uld.EXPERIMENTS[0]
+    arms = [ArmResult("baseline", "b", [ev(0.30), ev(0.31), ev(0.32)], 1.0, [[5], [6], [7]]),
+            ArmResult("uld", "u", [ev(0.31), ev(0.33), ev(0.32)], 1.0, [[5], [6], [7]])]
+    test = stats.paired_test(arms[1].accuracies, arms[0].accuracies, sesoi=experiment.sesoi)
+    result = ExperimentResult(experiment, [0, 1, 2], ev(0.45), arms, test, 0.0, 1.0)
+    values = {(t.predicate.value.rsplit("#", 1)[-1], t.object.value)
+              for t in result_triples("universal_logit_kd", uld.CONCEPT, result, plot="x.png", commit="c",
+                                      torch_version="t")}
+    assert ("metric", "next token accuracy") in values and ("teacherComparable", "false") in values
+    assert any(p == "epochSelection" and "best validation next token accuracy" in o for p, o in values)
+    assert not any(p == "meanTeacherAgreement" for p, _ in values)  # not measured on natural text
+    plot_results([result], tmp_path / "p.png", "universal_logit_kd: a title")  # no teacher line, no error
+    assert (tmp_path / "p.png").stat().st_size > 1000

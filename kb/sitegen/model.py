@@ -229,6 +229,8 @@ class Result:
     epoch_selection: str = ""
     rerun_reason: str = ""
     interpretation: str = ""
+    metric: str = "accuracy"  # what the scores measure (kdo:metric); differences are in points of it
+    teacher_comparable: bool = True  # False: the teacher's score is in another unit (its own tokens)
 
     @property
     def held(self) -> bool:
@@ -682,6 +684,8 @@ def _results(base: KnowledgeBase) -> dict[str, Result]:
             selection=_first(v, KDO + "selectionProcedure") or "", epoch_selection=_first(v, KDO + "epochSelection") or "",
             rerun_reason=_first(v, KDO + "rerunReason") or "",
             interpretation=_first(v, KDO + "interpretation") or "",
+            metric=_first(v, KDO + "metric") or "accuracy",
+            teacher_comparable=str(_first(v, KDO + "teacherComparable", "true")).lower() != "false",
         )
     return dict(sorted(out.items(), key=lambda kv: kv[1].key))
 

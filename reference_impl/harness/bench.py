@@ -272,6 +272,7 @@ class Experiment:
     # The runner's three hooks. These are the classifiers'; a sequence experiment
     # (harness/lm/bench.py) supplies its own, and everything else is shared.
     metric_label = "accuracy"  # what `accuracy` in its evaluations measures
+    teacher_comparable = True  # whether the teacher's score is in the students' unit (plots draw it beside them)
 
     @property
     def columns(self) -> str:

@@ -23,6 +23,7 @@ import datetime as dt
 import os
 import platform
 import subprocess
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -136,11 +137,14 @@ def result_triples(module_name: str, concept: str, result: ExperimentResult, *, 
     t.add(base, kdo + "labelledFraction", _lit(float(e.labelled_fraction)))
     t.add(base, kdo + "teacherModel", _lit(e.teacher.describe()))
     t.add(base, kdo + "studentModel", _lit(e.student.describe()))
+    t.add(base, kdo + "metric", _lit(e.metric_label))
     t.add(base, kdo + "teacherAccuracy", _lit(result.teacher.accuracy))
+    if not e.teacher_comparable:
+        t.add(base, kdo + "teacherComparable", _lit(False))
     t.add(base, kdo + "teacherParameters", _lit(result.teacher.n_params))
     t.add(base, kdo + "studentEpochs", _lit(e.student_config.epochs))
     t.add(base, kdo + "epochSelection", _lit(
-        f"epoch chosen per arm and seed on the validation split: best validation accuracy within {e.student_config.epochs} epochs, stopping after "
+        f"epoch chosen per arm and seed on the validation split: best validation {e.metric_label} within {e.student_config.epochs} epochs, stopping after "
         f"{e.student_config.stopping_patience()} epochs without improvement"))
     t.add(base, kdo + "nSeeds", _lit(len(result.seeds)))
     t.add(base, kdo + "seeds", _lit(" ".join(map(str, result.seeds))))
@@ -227,17 +231,21 @@ def plot_results(results: list[ExperimentResult], path: Path, title: str) -> Non
         for i, arm in enumerate(result.arms):
             ax.bar(i, arm.mean() * 100, yerr=arm.sd() * 100, color="#7aa6c2" if i else "#bbbbbb", capsize=4)
             ax.scatter([i] * len(arm.accuracies), [v * 100 for v in arm.accuracies], color="black", s=10, zorder=3)
-        ax.axhline(result.teacher.accuracy * 100, color="#c0504d", linestyle="--", label="teacher")
-        lows = [min(a.accuracies) for a in result.arms] + [result.teacher.accuracy]
-        ax.set_ylim(max(0, min(lows) * 100 - 8), min(100, max(result.teacher.accuracy, *[max(a.accuracies) for a in result.arms]) * 100 + 4))
+        e = result.experiment
+        teacher = [result.teacher.accuracy] if e.teacher_comparable else []  # else another unit (its own tokens)
+        if teacher:
+            ax.axhline(teacher[0] * 100, color="#c0504d", linestyle="--", label="teacher")
+            ax.legend(loc="lower right", fontsize=8)
+        lows = [min(a.accuracies) for a in result.arms] + teacher
+        highs = [max(a.accuracies) for a in result.arms] + teacher
+        ax.set_ylim(max(0, min(lows) * 100 - 8), min(100, max(highs) * 100 + 4))
         ax.set_xticks(range(len(names)), names, rotation=15)
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(f"test {e.metric_label} (%)")
         c, claim = result.test, result.experiment.claim
         ax.set_title(f"{result.experiment.key}: {claim.treatment} − {claim.reference} = {c.mean * 100:+.1f} pts\n"
                      f"({result.unadjusted_verdict} before family adjustment, {len(result.seeds)} seeds, "
                      f"{result.experiment.dataset})", fontsize=9)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, width=int(9 * 5.2 * len(results))), fontsize=10)  # about 9 characters an inch
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -124,6 +124,11 @@ class SequenceExperiment(Experiment):
         return self.metric.replace("_", " ")
 
     @property
+    def teacher_comparable(self) -> bool:
+        """False across tokenizers: the teacher's score counts its own tokens."""
+        return self.teacher_dataset in (None, self.dataset)
+
+    @property
     def decodes(self) -> bool:
         """Whether evaluation decodes the test prompts greedily: on the dialects (validity, and the
         agreement with the teacher's outputs). On natural text a continuation of 36 characters

@@ -571,3 +571,21 @@ def test_a_small_set_gets_as_many_steps_per_epoch_by_cycling():
         instruct.fine_tune(ctx, ctx.task.train, epoch_size=95, desc="t")
     indices = torch.cat(seen)
     assert len(indices) == 95 and int(indices.max()) < 30  # 95 rows an epoch, drawn from the 30 by cycling
+
+
+def test_minillm_starts_from_the_sft_student(monkeypatch):
+    # Algorithm 1's first step: fine-tune on the data, then the policy gradient from there
+    from reference_impl.harness.lm.bench import SequenceContext
+    from reference_impl.harness.train import TrainConfig
+    task = data.load_sequences("dialects")
+    small = data.SequenceSplit("dialects-train", task.vocab, task.train.sources[:16], task.train.targets[:16],
+                               task.train.tokens[:16])
+    val = data.SequenceSplit("dialects-val", task.vocab, task.val.sources[:16], task.val.targets[:16],
+                             task.val.tokens[:16])
+    ctx = SequenceContext(data.SequenceTask("tiny", small, val, val), model(7).eval(), SPEC, TrainConfig(epochs=1), 0)
+    sft = []
+    original = minillm.scratch_sequence_student
+    monkeypatch.setattr(minillm, "scratch_sequence_student", lambda c: sft.append(original(c)) or sft[-1])
+    student = minillm.minillm_student(ctx)
+    assert len(sft) == 1 and student is sft[0]  # the SFT student is the one the policy gradient trains
+    assert len(ctx.chosen_epochs) == 2  # two stages, each with its epoch chosen on validation

@@ -117,7 +117,9 @@ def record_teaching_times(rows: list[tuple[str, list[float]]]) -> None:
         times[f"{name}/{experiment.key}"] = {
             "seconds": round(statistics.median(values), 1),
             "epochs": min(experiment.teaching_epochs, experiment.student_config.epochs),
-            "cpu": cpu_model(), "threads": os.cpu_count(), "machine": platform.machine(),
+            # threads: the torch threads the timed runs used (OMP_NUM_THREADS when set, else one per CPU)
+            "cpu": cpu_model(), "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()),
+            "machine": platform.machine(),
             "load": round(os.getloadavg()[0], 1),  # 1-min load when written: the timed runs add 1-2 (2 threads)
             "date": dt.date.today().isoformat()}
     path = results_dir() / TEACHING_TIMES

@@ -126,11 +126,6 @@ class BPEVocabulary:
     def size(self) -> int:
         return self._tokenizer.get_vocab_size()
 
-    @property
-    def symbols(self) -> str:  # the characters it can encode (those the training text had)
-        return "".join(sorted({ch for token in self._tokenizer.get_vocab() for ch in token
-                               if token not in SPECIALS}))
-
     def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 

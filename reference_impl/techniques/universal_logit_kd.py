@@ -99,11 +99,11 @@ def uld_loss(student_logits: Tensor, labels: Tensor, student_mask: Tensor, teach
              teacher_mask: Tensor, *, weight: float = ULD_WEIGHT) -> Tensor:
     """L_CE on the student's own tokens + λ · ULD (λ = `weight` > 0)."""
     check_positive(weight, "weight")
-    _check(student_logits, student_mask, "student")
+    distance = uld_distance(student_logits, teacher_logits, student_mask, teacher_mask)  # checks both sides once
     if labels.shape != student_mask.shape:
         raise ValueError(f"labels must be (batch, length) = {tuple(student_mask.shape)}, got {tuple(labels.shape)}")
     ce = token_mean(per_token_cross_entropy(student_logits, labels), student_mask)
-    return ce + weight * uld_distance(student_logits, teacher_logits, student_mask, teacher_mask)
+    return ce + weight * distance
 
 
 def uld_student(ctx: SequenceContext, *, weight: float = ULD_WEIGHT) -> nn.Module:

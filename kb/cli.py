@@ -260,10 +260,15 @@ def run_cmd(technique: str | None, experiment: str | None, seed: int, epochs: in
               help="Where to write (default: KD_RESULTS_DIR, else results/).")
 @click.option("--verify", is_flag=True,
               help="Re-run the stored seeds and check the verdict and mean reproduce (writes nothing).")
+@click.option("--experiment", default=None,
+              help="Only this experiment of the (one) technique; its other stored results are kept.")
 def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None, results_dir: Path | None,
-              verify: bool) -> None:
+              verify: bool, experiment: str | None) -> None:
     """Full benchmark: plans the seeds from a pilot, runs every experiment, writes
     <name>.ttl and .png, and re-adjusts the family of all claims (family.ttl, forest.png).
+
+    --experiment KEY runs one experiment of one technique and replaces only its result in
+    <name>.ttl, keeping the module's other stored experiments (and redrawing the plot with them).
 
     Run `kd build` afterwards to load the results into the store.
     """
@@ -279,8 +284,13 @@ def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None, res
     names = registry.technique_names() if run_all else list(techniques)
     if not names:
         _fail("name a technique (see `kd run --list`) or pass --all", 2)
+    if experiment is not None and (run_all or len(names) != 1 or verify):
+        _fail("--experiment applies to one technique, without --all or --verify", 2)
     try:
         modules = [registry.load(n) for n in names]
+        if experiment is not None:
+            from reference_impl.harness.bench import find_experiment
+            find_experiment(modules[0], experiment)
     except ValueError as exc:
         _fail(str(exc), 2)
     directory = resolve_results_dir(results_dir)
@@ -294,7 +304,7 @@ def bench_cmd(techniques: tuple[str, ...], run_all: bool, seeds: int | None, res
         _fail(f"--results-dir: {results_dir.parent} does not exist", 2)
     click.echo(f"writing results to {directory}")
     for module in modules:
-        benchmark(module, tuple(range(seeds)) if seeds else None, directory=directory)
+        benchmark(module, tuple(range(seeds)) if seeds else None, directory=directory, experiment=experiment)
 
 
 @main.command("regimes")

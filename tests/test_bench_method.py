@@ -13,7 +13,7 @@ import pyoxigraph as ox
 import pytest
 import torch
 
-from kb.namespaces import KDO
+from kb.namespaces import KDO, KDR
 from reference_impl import registry
 from reference_impl.harness import (Context, ModelSpec, Split, TrainConfig, bench, build_model, predict_logits,
                                     stats)
@@ -426,6 +426,36 @@ def test_the_stored_result_is_found_under_python_dash_m():
     assert main.__name__ == "__main__" and main.__spec__.name.endswith("born_again")
     text = stored_result_text(main, born_again.EXPERIMENTS[0])
     assert "born_again.ttl" in text and "__main__" not in text
+
+
+def test_benchmarking_one_experiment_keeps_the_modules_other_stored_results(written, tmp_path):
+    import shutil
+    directory, module, results = written
+    copy = tmp_path / "results"
+    shutil.copytree(directory, copy)
+    first, second = module.EXPERIMENTS
+
+    def triples_of(path: Path, key: str) -> set:
+        store = ox.Store()
+        store.load(path=str(path), format=ox.RdfFormat.TURTLE)
+        base = f"{KDR}soft_targets--{key}"
+        return {q.triple for q in store if q.subject.value == base or q.subject.value.startswith(base + "--")}
+
+    before = triples_of(copy / "soft_targets.ttl", first.key)
+    old_second = triples_of(copy / "soft_targets.ttl", second.key)
+    assert before and old_second
+    again = benchmark(module, seeds=(3, 4, 5), directory=copy, experiment=second.key)
+    assert [r.experiment.key for r in again] == [second.key]
+    assert triples_of(copy / "soft_targets.ttl", first.key) == before  # kept as it was, triple for triple
+    claims = {c["key"]: c for c in read_claims(copy)}
+    assert set(claims) == {first.key, second.key}
+    assert claims[first.key]["p"] == pytest.approx(results[0].test.p_value, abs=1e-6)
+    assert claims[second.key]["p"] == pytest.approx(again[0].test.p_value, abs=1e-6)
+    seeds = {t.object.value for t in triples_of(copy / "soft_targets.ttl", second.key)
+             if t.predicate.value == KDO + "seeds"}
+    assert seeds == {"3 4 5"}  # the re-run replaced the old seeds 0-2, not added to them
+    with pytest.raises(ValueError, match="no experiment 'nope'"):
+        benchmark(module, seeds=(0, 1, 2), directory=copy, experiment="nope")
 
 
 def test_results_say_what_they_measure_and_replot_from_the_stored_scores(written, monkeypatch):

@@ -162,10 +162,25 @@ def test_run_list_shows_experiments_and_their_expected_time():
     (["run", "born_again", "--temperature", "2"],
      "error: --temperature does not apply to born_again / ban-vs-teacher: no arm of this experiment softens"),
     (["bench", "soft_targets", "--temperature", "2"], "No such option"),  # a teaching-run option only
+    (["bench", "soft_targets", "--experiment", "nope"], "no experiment 'nope' in soft_targets: choose one of"),
+    (["bench", "soft_targets", "born_again", "--experiment", "soft-vs-hard"], "--experiment applies to one technique"),
+    (["bench", "--all", "--experiment", "soft-vs-hard"], "--experiment applies to one technique"),
+    (["bench", "soft_targets", "--verify", "--experiment", "soft-vs-hard"], "without --all or --verify"),
 ])
 def test_bench_and_run_refuse_bad_options(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_bench_passes_one_experiment_and_the_seeds_through(monkeypatch, tmp_path):
+    from reference_impl.harness import bench
+    calls = []
+    monkeypatch.setattr(bench, "benchmark", lambda module, seeds, **kw: calls.append((module.__name__, seeds, kw)))
+    result = CliRunner().invoke(main, ["bench", "soft_targets", "--experiment", "three-percent", "--seeds", "4",
+                                       "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert calls == [("reference_impl.techniques.soft_targets", (0, 1, 2, 3),
+                      {"directory": tmp_path, "experiment": "three-percent"})]
 
 
 def test_run_rejects_an_unknown_experiment_naming_the_valid_ones():

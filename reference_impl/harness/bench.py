@@ -578,14 +578,16 @@ def quick_run(module: ModuleType, experiment_key: str | None = None, *, seed: in
 
 
 def benchmark(module: ModuleType, seeds: tuple[int, ...] | None = None, write: bool = True,
-              directory=None) -> list[ExperimentResult]:
-    """Every experiment of the module: plan the seeds (unless given), run, write RDF and plots,
-    then re-adjust the family of all claims in the results directory."""
+              directory=None, experiment: str | None = None) -> list[ExperimentResult]:
+    """Every experiment of the module (or only the one keyed `experiment`): plan the seeds
+    (unless given), run, write RDF and plots, then re-adjust the family of all claims in the
+    results directory. With `experiment`, the module's other stored results are kept as they are."""
     from .results import git_commit, results_dir, update_family, write_results
+    experiments = [find_experiment(module, experiment)] if experiment is not None else module.EXPERIMENTS
     family = family_size()
     commit = git_commit(Path(module.__file__))  # the code this run starts from (edits during it do not count)
     results = []
-    for experiment in module.EXPERIMENTS:
+    for experiment in experiments:
         print(f"\n== {module.__name__.rsplit('.', 1)[-1]} / {experiment.key}", flush=True)
         plan = None
         if seeds is None:

@@ -33,7 +33,8 @@ import torch
 from kb.namespaces import KD, KDI, KDO, KDR, PREFIXES
 
 from . import stats
-from .bench import Experiment, ExperimentResult
+from .bench import ArmResult, Experiment, ExperimentResult
+from .evaluate import Evaluation
 from .bench import family_size as planned_family_size
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,19 +262,79 @@ def write_results(module: ModuleType, results: list[ExperimentResult], directory
     directory = results_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = module.__name__.rsplit(".", 1)[-1]
+    ttl_path = directory / f"{name}.ttl"
+    kept_triples, kept_results = _kept_results(module, results, ttl_path)
+    new = {r.experiment.key: r for r in results}
+    plotted = [new.get(e.key) or kept_results.get(e.key) for e in module.EXPERIMENTS]
+    plotted = [r for r in plotted if r is not None] + [r for r in results if r not in plotted]
     plot_path = directory / f"{name}.png"
-    plot_results(results, plot_path, f"{name}: {(module.__doc__ or '').strip().splitlines()[0]}")
+    plot_results(plotted, plot_path, f"{name}: {(module.__doc__ or '').strip().splitlines()[0]}")
     commit = commit or git_commit(Path(module.__file__))
-    triples = []
+    triples = kept_triples
     for r in results:
         triples += result_triples(name, module.CONCEPT, r, plot=f"results/{plot_path.name}",
                                   commit=commit, torch_version=torch.__version__)
-    ttl_path = directory / f"{name}.ttl"
     header = (f"# Benchmark results of reference_impl.techniques.{name}, written by `kd bench {name}`.\n"
               "# Generated: do not edit by hand; rerun the benchmark instead.\n").encode()
     body = ox.serialize(triples, format=ox.RdfFormat.TURTLE, prefixes=PREFIXES)
     _write_atomically(ttl_path, header + body)
     return [ttl_path, plot_path]
+
+
+def _kept_results(module: ModuleType, results: list[ExperimentResult],
+                  ttl_path: Path) -> tuple[list[ox.Triple], dict[str, ExperimentResult]]:
+    """The stored results of the module's experiments that `results` does not re-run (as
+    triples, and rebuilt for the plot), so that benchmarking one experiment keeps the others.
+    Stored experiments the module no longer has are dropped."""
+    if not ttl_path.exists():
+        return [], {}
+    rerun = {r.experiment.key for r in results}
+    others = [e for e in module.EXPERIMENTS if e.key not in rerun]
+    if not others:
+        return [], {}
+    store = ox.Store()
+    store.load(path=str(ttl_path), format=ox.RdfFormat.TURTLE)
+    name = module.__name__.rsplit(".", 1)[-1]
+    triples, kept = [], {}
+    for experiment in others:
+        base = f"{KDR}{name}--{experiment.key}"
+        mine = [q.triple for q in store if isinstance(q.subject, ox.NamedNode)
+                and (q.subject.value == base or q.subject.value.startswith(base + "--"))]
+        if mine:
+            triples += mine
+            kept[experiment.key] = stored_result(store, name, experiment)
+    return triples, kept
+
+
+PER_SEED_QUERY = f"""PREFIX kdo: <{KDO}> PREFIX mls: <http://www.w3.org/ns/mls#>
+SELECT ?arm ?seed ?value WHERE {{ ?r kdo:hasArm ?a . ?a kdo:armKey ?arm ; kdo:evaluation ?m .
+  ?m kdo:seed ?seed ; mls:hasValue ?value }} ORDER BY ?arm ?seed"""
+
+
+def _score_only(score: float) -> Evaluation:
+    return Evaluation(accuracy=score, per_class_accuracy=[], teacher_agreement=None, ece=None, n_params=0,
+                      latency_us=None)
+
+
+def stored_result(store: ox.Store, module_name: str, experiment: Experiment) -> ExperimentResult:
+    """A stored result rebuilt from its per-seed scores, enough to plot it: the arms' scores,
+    the teacher's, and the paired test recomputed with `stats.paired_test` (so the figures are
+    the stored ones). No timings, ECE or provenance."""
+    iri = ox.NamedNode(f"{KDR}{module_name}--{experiment.key}")
+    teacher = next(store.quads_for_pattern(iri, ox.NamedNode(KDO + "teacherAccuracy"), None), None)
+    if teacher is None:
+        raise ValueError(f"no stored result for {module_name} / {experiment.key}")
+    scores: dict[str, dict[int, float]] = {}
+    for row in store.query(PER_SEED_QUERY.replace("?r kdo:hasArm", f"<{iri.value}> kdo:hasArm")):
+        scores.setdefault(row["arm"].value, {})[int(row["seed"].value)] = float(row["value"].value)
+    seeds = sorted(next(iter(scores.values())))
+    arms = [ArmResult(a.key, a.label, [_score_only(scores[a.key][s]) for s in seeds], 0.0)
+            for a in experiment.arms if a.key in scores]
+    by_key = {a.key: a for a in arms}
+    claim = experiment.claim
+    test = stats.paired_test(by_key[claim.treatment].accuracies, by_key[claim.reference].accuracies,
+                             sesoi=experiment.sesoi)
+    return ExperimentResult(experiment, seeds, _score_only(float(teacher.object.value)), arms, test, 0.0, 0.0)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -458,6 +458,34 @@ def test_benchmarking_one_experiment_keeps_the_modules_other_stored_results(writ
         benchmark(module, seeds=(0, 1, 2), directory=copy, experiment="nope")
 
 
+def test_refreshing_citations_rewrites_only_the_cited_source(written, tmp_path, monkeypatch):
+    import importlib.util
+    import shutil
+    directory, module, results = written
+    copy = tmp_path / "results"
+    shutil.copytree(directory, copy)
+    spec = importlib.util.spec_from_file_location("refresh", Path(__file__).resolve().parents[1] / "scripts" /
+                                                  "refresh_citations.py")
+    refresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refresh)
+    corrected = type(module)(module.__name__)
+    corrected.__dict__.update(vars(module))
+    first = module.EXPERIMENTS[0]
+    corrected.EXPERIMENTS = [replace(first, claim=replace(first.claim, source="arXiv:1503.02531, section 3, Table 1")),
+                             *module.EXPERIMENTS[1:]]
+    monkeypatch.setattr(refresh.registry, "load", lambda name: corrected)
+    path = copy / "soft_targets.ttl"
+    original = path.read_text()
+    assert refresh.refresh("soft_targets", copy, dry_run=True) and path.read_text() == original
+    changes = refresh.refresh("soft_targets", copy)
+    assert len(changes) == 1 and "+ arXiv:1503.02531, section 3, Table 1" in changes[0]
+    new_lines, old_lines = path.read_text().splitlines(), original.splitlines()
+    differing = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+    assert len(new_lines) == len(old_lines) and len(differing) == 1
+    assert "kdo:claimSource" in differing[0][1] and "section 3, Table 1" in differing[0][1]
+    assert refresh.refresh("soft_targets", copy) == []  # current now: nothing to do
+
+
 def test_results_say_what_they_measure_and_replot_from_the_stored_scores(written, monkeypatch):
     directory, module, results = written
     store = ox.Store()

@@ -1,10 +1,10 @@
 """DistilBERT: a half-depth student distilled from a pre-trained BERT during pre-training
-(Sanh et al. 2019, arXiv:1910.01108, section 3).
+(Sanh et al. 2019, arXiv:1910.01108, sections 2-3).
 
 The student has the teacher's width and half its layers, and is initialised from the teacher
 by taking one layer out of two (the embeddings and the masked-LM head are copied too). It is
 trained on the pre-training corpus, on masked inputs (dynamic masking), with a linear
-combination of three losses (section 3, "Distillation"; the paper numbers no equations):
+combination of three losses (section 2, "Training loss"; the paper numbers no equations):
 
     L = α_ce · L_ce + α_mlm · L_mlm + α_cos · L_cos          α_ce = 5, α_mlm = 2, α_cos = 1, T = 2
 
@@ -14,8 +14,8 @@ combination of three losses (section 3, "Distillation"; the paper numbers no equ
     L_cos = 1 − cos(h^S_j, h^T_j), mean over the non-padding positions (last hidden states)
 
 The weights and T are the authors' training script's (huggingface/transformers, examples/
-research_projects/distillation). The paper writes L_ce = −Σ_i t_i · log(s_i), a
-cross-entropy; we implement what the script computes: the KL divergence, which differs from
+research_projects/distillation). The paper writes L_ce = Σ_i t_i · log(s_i) (a
+cross-entropy, its minus sign left out); we implement what the script computes: the KL divergence, which differs from
 that cross-entropy by the teacher's entropy (a constant without gradient, so training is the
 same), multiplied by T², which keeps the soft term's gradient on the scale of the hard one
 whatever T (Hinton et al. 2015, section 2). As the script does by default, L_ce covers every

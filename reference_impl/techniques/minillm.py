@@ -19,7 +19,8 @@ and the variance is reduced three ways, each here at small scale:
    is re-weighted by w_t = q_θ(y_t | ·) / p̃(y_t | ·) (the paper's one-token approximation of the
    sequence importance weight; bounded by 1 / (1 - α));
 3. **length normalisation**: R^Norm_{t+1} = mean of r_t' over t' > t (0 at the last token), so long
-   outputs are not rewarded for their length.
+   outputs are not rewarded for their length. (The paper's Eq. 6 divides the T - t terms of
+   Σ_{t'=t+1}^{T} r_t' by T - t - 1, one fewer, which is undefined at t = T - 1; we take the mean.)
 Rewards and weights are detached: only log q_θ and the exact KL carry gradients. The paper's
 language-modelling loss on a pre-training corpus is omitted (there is no such corpus here).
 

@@ -1,14 +1,14 @@
 """MiniLM: deep self-attention distillation of the teacher's last Transformer layer
-(Wang et al. 2020, arXiv:2002.10957, section 3, Eqs. 4-7).
+(Wang et al. 2020, arXiv:2002.10957, sections 3.1-3.2, Eqs. 6-10).
 
 The student mimics the self-attention module of the teacher's *last* layer (L) with its own
 last layer (M), so no layer mapping is needed and the hidden sizes may differ: both kinds of
 knowledge are |x| × |x| matrices per head. Per head a, for each query position t:
 
-    L_AT = 1 / (A_h |x|) · Σ_a Σ_t KL(A^T_{L,a,t} ‖ A^S_{M,a,t})              Eq. (4)
-    VR_{L,a} = softmax(V_{L,a} V_{L,a}^T / √d_k)                            Eq. (5)
-    L_VR = 1 / (A_h |x|) · Σ_a Σ_t KL(VR^T_{L,a,t} ‖ VR^S_{M,a,t})            Eq. (6)
-    L = L_AT + L_VR                                                          Eq. (7)
+    L_AT = 1 / (A_h |x|) · Σ_a Σ_t KL(A^T_{L,a,t} ‖ A^S_{M,a,t})              Eq. (6)
+    VR_{L,a} = softmax(V_{L,a} V_{L,a}^T / √d_k)                            Eqs. (7)-(8)
+    L_VR = 1 / (A_h |x|) · Σ_a Σ_t KL(VR^T_{L,a,t} ‖ VR^S_{M,a,t})            Eq. (9)
+    L = L_AT + L_VR                                                          Eq. (10)
 
 A = softmax(Q K^T / √d_k) are the attention distributions, V the values of head a
 ((|x|, d_k) each, d_k the model's own head size), A_h the number of heads (the same in
@@ -20,7 +20,7 @@ Like DistilBERT, MiniLM is task-agnostic: the student distils the pre-trained (m
 teacher on the unlabelled corpus, then is fine-tuned on the task.
 
 Claim tested (EXPERIMENTS): adding value-relation transfer to attention-distribution
-transfer gives a better student (section 4, ablation studies, Table 5).
+transfer gives a better student (section 4.4, ablation studies, Table 5).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def relation_kl(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor) ->
 
 
 def value_relation_logits(values: Tensor) -> Tensor:
-    """V V^T / √d_k for values (B, H, L, d_k): the scores of Eq. (5), before its softmax."""
+    """V V^T / √d_k for values (B, H, L, d_k): the scores of Eqs. (7)-(8), before their softmax."""
     if values.dim() != 4:
         raise ValueError(f"values must be (batch, heads, length, head size), got {tuple(values.shape)}")
     return values @ values.transpose(-2, -1) / math.sqrt(values.shape[-1])
@@ -77,7 +77,7 @@ def value_relation_logits(values: Tensor) -> Tensor:
 
 def minilm_loss(student: TransformerOutput, teacher: TransformerOutput, mask: Tensor, *,
                 value_relation: bool = True) -> Tensor:
-    """Eq. (7) on the last layers: L_AT + L_VR (or L_AT alone with value_relation=False)."""
+    """Eq. (10) on the last layers: L_AT + L_VR (or L_AT alone with value_relation=False)."""
     loss = relation_kl(student.attention_scores[-1], teacher.attention_scores[-1], mask)
     if value_relation:
         loss = loss + relation_kl(value_relation_logits(student.values[-1]), value_relation_logits(teacher.values[-1]),
@@ -122,7 +122,7 @@ EXPERIMENTS = [
         title="MiniLM: attention distributions + value relation vs attention distributions alone (dialect pairs)",
         claim=Claim("Transferring the last layer's value relation in addition to its attention distributions gives "
                     "a better student than transferring the attention distributions alone.",
-                    "arXiv:2002.10957, section 4 (ablation studies), Table 5: removing the value-relation "
+                    "arXiv:2002.10957, section 4.4 (ablation studies), Table 5: removing the value-relation "
                     "transfer lowers the fine-tuned students' scores",
                     treatment="minilm", reference="attention_only"),
         dataset="dialect-pairs", teacher=encoder.TEACHER, student=STUDENT,

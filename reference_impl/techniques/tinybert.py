@@ -1,5 +1,5 @@
 """TinyBERT: layer-wise distillation of a BERT teacher into a shallower and narrower student
-(Jiao et al. 2020, arXiv:1909.10351, section 3.1, Eqs. 7-11; two-stage learning, section 3.2).
+(Jiao et al. 2020, arXiv:1909.10351v5, section 3.1, Eqs. 6-11; two-stage learning, section 3.2).
 
 Student layer m learns from teacher layer g(m): g(0) = 0 (the embeddings), g(M + 1) = N + 1
 (the prediction layer) and, in between, the paper's uniform mapping g(m) = m · N / M. With
@@ -10,9 +10,9 @@ student's states to the teacher's width:
     L_hidn = MSE(H^S W_h, H^T)                                         Eq. (8)
     L_embd = MSE(E^S W_e, E^T)                                         Eq. (9)
     L_pred = CE(z^T / t, z^S / t) = − softmax(z^T / t) · log softmax(z^S / t)   Eq. (10)
-    L_model = Σ_{m=0}^{M+1} λ_m L_layer(S_m, T_g(m)),  λ_m = 1          Eq. (11)
+    L_model = Σ_{m=0}^{M+1} λ_m L_layer(S_m, T_g(m)),  λ_m = 1          Eq. (6)
 
-with L_layer = L_embd for m = 0, L_attn + L_hidn for 1 ≤ m ≤ M, L_pred for m = M + 1.
+with L_layer = L_embd for m = 0, L_attn + L_hidn for 1 ≤ m ≤ M, L_pred for m = M + 1 (Eq. (11)).
 A_i (L × L) are head i's attention scores before the softmax (the paper found them to
 converge faster than the probabilities), so student and teacher need the same number of
 heads. One W_h serves every layer, as in the paper. Padding contributes nothing: the MSEs
@@ -21,10 +21,10 @@ average over real (query, key) pairs and real positions only.
 Task-specific distillation runs in two stages, as in the paper: the intermediate layers
 (m = 0..M) first, then the prediction layer alone, t = 1 and no hard labels. The paper's
 general distillation (on a pre-training corpus) and data augmentation are left out here
-(its Table 5 shows both help); the student starts from a random initialisation.
+(section 4.5.1, Table 2 shows both help); the student starts from a random initialisation.
 
 Claim tested (EXPERIMENTS): intermediate-layer distillation followed by prediction-layer
-distillation beats prediction-layer distillation alone (Table 6, the objectives' ablation).
+distillation beats prediction-layer distillation alone (section 4.5.2, Table 3, the objectives' ablation).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Projections(nn.Module):
 
 def intermediate_loss(student: TransformerOutput, teacher: TransformerOutput, mask: Tensor,
                       projections: Projections, layer_map: list[int]) -> Tensor:
-    """Σ_{m=0}^{M} L_layer(S_m, T_g(m)) of Eq. (11): L_embd, then L_attn + L_hidn per student layer."""
+    """Σ_{m=0}^{M} L_layer(S_m, T_g(m)) of Eq. (6) (L_layer of Eq. (11)): L_embd, then L_attn + L_hidn per student layer."""
     if len(layer_map) != len(student.attention_scores):
         raise ValueError(f"layer_map has {len(layer_map)} entries but the student has "
                          f"{len(student.attention_scores)} layers")
@@ -167,7 +167,7 @@ EXPERIMENTS = [
         title="TinyBERT: intermediate-layer then prediction-layer distillation vs prediction-layer alone (dialect pairs)",
         claim=Claim("Distilling the embeddings, attention scores and hidden states before the prediction layer "
                     "gives a better student than distilling the prediction layer alone.",
-                    "arXiv:1909.10351, section 4 (ablation studies), Table 6: without the Transformer-layer "
+                    "arXiv:1909.10351v5, section 4.5.2 (ablation studies), Table 3: without the Transformer-layer "
                     "distillation the student loses the most",
                     treatment="tinybert", reference="prediction_only"),
         dataset="dialect-pairs", teacher=encoder.TEACHER, student=STUDENT,
@@ -182,7 +182,7 @@ EXPERIMENTS = [
                   "most, epoch chosen on the validation rows' intermediate loss) is the CPU budget's.",
         notes="Task-specific distillation from the fine-tuned teacher on the pair task's training rows, without the "
               "paper's general distillation and data augmentation. The student has half the teacher's layers and "
-              "width and the same number of heads. Table 6's 'w/o Trm' row keeps the embedding loss; the reference "
+              "width and the same number of heads. Table 3's 'w/o Trm' row keeps the embedding loss; the reference "
               "arm here drops it too (prediction layer only).",
     ),
 ]

@@ -242,10 +242,14 @@ EXPERIMENTS = [
         # CPU budget: about 1.3 CPU-minutes a seed; 30 seeds is what scripts/decisive_cost.py asked for a
         # decisive verdict at the first run's sd's upper limit.
         max_seeds=30,
-        first_seed=100,
+        first_seed=200,
         rerun_reason="The first run (seeds 0-4, 2026-11) was inconclusive (-0.58 points, sd 0.48) at its cap of "
-                     "5 seeds; this run supersedes it with fresh seeds and a cap of 30, the seeds "
+                     "5 seeds. The second (seeds 100-106, 2026-11) was inconclusive too (-0.42 points, sd 0.73, "
+                     "TOST p 0.041 before the family's adjustment): its pilot's sd (0.17) underestimated the "
+                     "spread and planned only 7 seeds. This run supersedes both with fresh seeds, planned from "
+                     "the larger of its pilot's and the second run's sd (prior_sd), within the cap of 30 "
                      "scripts/decisive_cost.py estimated for an 80% chance of a decisive verdict.",
+        prior_sd=0.0073, prior_seeds=7,
         title="Tf-KD_reg: a hand-designed distribution as the teacher, vs no regularisation and label smoothing",
         claim=Claim("Training with the manually designed regularisation distribution as a virtual teacher "
                     "(Tf-KD_reg) improves the student over normal training without a teacher.",

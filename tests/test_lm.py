@@ -589,3 +589,17 @@ def test_minillm_starts_from_the_sft_student(monkeypatch):
     student = minillm.minillm_student(ctx)
     assert len(sft) == 1 and student is sft[0]  # the SFT student is the one the policy gradient trains
     assert len(ctx.chosen_epochs) == 2  # two stages, each with its epoch chosen on validation
+
+
+def test_a_quick_check_scores_the_first_test_rows_and_the_teacher_sees_the_whole_task():
+    from dataclasses import replace
+
+    from reference_impl.harness.lm.bench import load_task
+    experiment = token_level_kd.EXPERIMENTS[0]
+    with pytest.raises(ValueError, match="test_rows must be None or at least 1, got 0"):
+        replace(experiment, test_rows=0)
+    quick, task = replace(experiment, test_rows=7).setup(), load_task("dialects")
+    assert len(quick.task.test) == 7 and len(quick.teacher_outputs) == 7
+    assert quick.task.test.sources == task.test.sources[:7] and torch.equal(quick.task.test.tokens, task.test.tokens[:7])
+    assert quick.task.train is task.train and quick.task.val is task.val
+    assert len(load_task("dialects").test) == 5000  # the task itself is untouched: a benchmark scores all of it

@@ -12,7 +12,7 @@ Teachers come from `teachers.py` (trained once, cached).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from torch import Tensor, nn
@@ -107,9 +107,14 @@ class SequenceExperiment(Experiment):
     # The same rows in the teacher's tokenizer, for cross-tokenizer distillation (None: the student's
     # `dataset`). The teacher's own score is then on its tokens, so it is not comparable with the students'.
     teacher_dataset: str | None = None
+    # Score on the first `test_rows` test prompts only (None: all of them): a quick check's setting
+    # (the end-to-end tests), never a benchmark's. The teacher still trains on the full task.
+    test_rows: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.test_rows is not None and self.test_rows < 1:
+            raise ValueError(f"{self.key}: test_rows must be None or at least 1, got {self.test_rows!r}")
         if self.metric not in metrics.METRICS:
             raise ValueError(f"{self.key}: metric must be one of {', '.join(metrics.METRICS)}, got {self.metric!r}")
         for role, name in (("dataset", self.dataset), ("teacher_dataset", self.teacher_dataset or self.dataset)):
@@ -162,6 +167,10 @@ class SequenceExperiment(Experiment):
         teacher_task = None if self.teacher_dataset in (None, self.dataset) else load_task(self.teacher_dataset)
         rows = teacher_task or task
         teacher = get_sequence_teacher(rows, self.teacher, self.teacher_config, objective=self.teacher_objective)
+        if self.test_rows is not None:  # after the teacher, whose cache key covers the whole task
+            task = _first_test_rows(task, self.test_rows)
+            teacher_task = teacher_task and _first_test_rows(teacher_task, self.test_rows)
+            rows = teacher_task or task
         evaluation, outputs = self._evaluation(teacher, rows, None)
         return Prepared(task, teacher, evaluation, outputs, teacher_task)
 
@@ -175,6 +184,12 @@ class SequenceExperiment(Experiment):
 
     def validation_score(self, student: nn.Module, prepared: Prepared) -> float:
         return metrics.METRICS[self.metric](student, prepared.task.val)
+
+
+def _first_test_rows(task: SequenceTask, n: int) -> SequenceTask:
+    test = task.test
+    first = replace(test, sources=test.sources[:n], targets=test.targets[:n], tokens=test.tokens[:n])
+    return replace(task, test=first)
 
 
 # The setting every decoder experiment of the family shares: the dialects task, a 2-layer

@@ -155,8 +155,11 @@ def kd_stage(ctx: Context, student: nn.Module, *, temperature: float = 3.0,
 
 def fitnet_student(ctx: Context, *, hint_layer: str = "blocks.1", guided_layer: str = "blocks.1",
                    hint_epochs: int = 30) -> nn.Module:
+    """Stage 1 (hints) for `hint_epochs`, or for the run's whole budget when that is shorter (a
+    quick `kd run --epochs 2` is then quick in both stages), then stage 2 (KD)."""
     student = ctx.new_student()
-    hint_stage(ctx, student, hint_layer=hint_layer, guided_layer=guided_layer, epochs=hint_epochs)
+    hint_stage(ctx, student, hint_layer=hint_layer, guided_layer=guided_layer,
+               epochs=min(hint_epochs, ctx.config.epochs))
     return kd_stage(ctx, student)
 
 

@@ -294,12 +294,13 @@ def _kept_results(module: ModuleType, results: list[ExperimentResult],
         return [], {}
     store = ox.Store()
     store.load(path=str(ttl_path), format=ox.RdfFormat.TURTLE)
+    in_file_order = list(ox.parse(path=str(ttl_path), format=ox.RdfFormat.TURTLE))  # so the file's diff stays small
     name = module.__name__.rsplit(".", 1)[-1]
     triples, kept = [], {}
     for experiment in others:
         base = f"{KDR}{name}--{experiment.key}"
-        mine = [q.triple for q in store if isinstance(q.subject, ox.NamedNode)
-                and (q.subject.value == base or q.subject.value.startswith(base + "--"))]
+        mine = [t for t in in_file_order if isinstance(t.subject, ox.NamedNode)
+                and (t.subject.value == base or t.subject.value.startswith(base + "--"))]
         if mine:
             triples += mine
             kept[experiment.key] = stored_result(store, name, experiment)

@@ -260,12 +260,13 @@ def test_more_negatives_than_other_class_inputs_are_drawn_with_replacement():
     assert negatives.shape == (40, 50) and (labels[negatives] != labels[:, None]).all()
 
 
-def test_forward_uses_other_class_negatives_and_matches_eq_18_on_both_sides():
+@pytest.mark.parametrize("n_negatives", [6, 2])  # bank ≤ 4N: one product with the whole bank; else gathered rows
+def test_forward_uses_other_class_negatives_and_matches_eq_18_on_both_sides(n_negatives):
     """The symmetric loss of a batch equals Eq. (18) computed by hand from the banks, with each anchor's
     negatives drawn from the other classes and the noise term N/M of the reference code (M = all inputs)."""
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2, 2, 1])
     torch.manual_seed(4)
-    crd = CRDLoss(3, 5, 12, labels, embed_dim=4, n_negatives=6, temperature=0.5).double()
+    crd = CRDLoss(3, 5, 12, labels, embed_dim=4, n_negatives=n_negatives, temperature=0.5).double()
     crd.log_normaliser.copy_(torch.tensor([2.0, 3.0], dtype=torch.float64))
     idx = torch.tensor([4, 9, 0])
     s_features, t_features = torch.randn(3, 3, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
@@ -282,9 +283,25 @@ def test_forward_uses_other_class_negatives_and_matches_eq_18_on_both_sides():
         for i in range(3):
             def h(row):
                 density = math.exp(float(anchor[i] @ memory[row]) / 0.5 - log_z)
-                return density / (density + 6 / 12)
+                return density / (density + n_negatives / 12)
             total += (-math.log(h(int(idx[i]))) - sum(math.log(1 - h(int(j))) for j in negatives[i])) / 3
     assert loss.item() == pytest.approx(total, rel=1e-10)
+
+
+def test_both_routes_to_the_negatives_scores_give_the_same_values_and_gradients():
+    from reference_impl.techniques.contrastive_rd import _bank_scores
+    torch.manual_seed(0)
+    anchor = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    memory, negatives = torch.randn(20, 8, dtype=torch.float64), torch.randint(0, 20, (4, 5))
+    by_product = _bank_scores(anchor, memory, negatives)  # 20 ≤ 4·5: the whole-bank product
+    by_rows = _bank_scores(anchor, memory, negatives[:, :4])  # 20 > 4·4: the gathered rows
+    expected = torch.stack([memory[negatives[k]] @ anchor[k] for k in range(4)])
+    torch.testing.assert_close(by_product, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(by_rows, expected[:, :4], rtol=0, atol=1e-12)
+    weights = torch.randn(4, 5, dtype=torch.float64)
+    grad_product, = torch.autograd.grad((by_product * weights).sum(), anchor)
+    grad_rows, = torch.autograd.grad((by_rows * weights[:, :4]).sum() + (expected[:, 4] * weights[:, 4]).sum(), anchor)
+    torch.testing.assert_close(grad_product, grad_rows, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("labels", [

@@ -129,7 +129,7 @@ def _arms() -> tuple[Arm, ...]:
                 minillm_student))
 
 
-COMMON = dict(DIALECTS, temperature=None, teaching_epochs=10)
+COMMON = dict(DIALECTS, temperature=None, teaching_epochs=8)  # a teaching run: 8 SFT + 8 policy-gradient epochs at most
 
 EXPERIMENTS = [
     SequenceExperiment(

@@ -292,15 +292,15 @@ def _kept_results(module: ModuleType, results: list[ExperimentResult],
     others = [e for e in module.EXPERIMENTS if e.key not in rerun]
     if not others:
         return [], {}
-    store = ox.Store()
-    store.load(path=str(ttl_path), format=ox.RdfFormat.TURTLE)
     in_file_order = list(ox.parse(path=str(ttl_path), format=ox.RdfFormat.TURTLE))  # so the file's diff stays small
+    store = ox.Store()
+    store.extend(in_file_order)
     name = module.__name__.rsplit(".", 1)[-1]
     triples, kept = [], {}
     for experiment in others:
         base = f"{KDR}{name}--{experiment.key}"
-        mine = [t for t in in_file_order if isinstance(t.subject, ox.NamedNode)
-                and (t.subject.value == base or t.subject.value.startswith(base + "--"))]
+        mine = [q.triple for q in in_file_order if isinstance(q.subject, ox.NamedNode)
+                and (q.subject.value == base or q.subject.value.startswith(base + "--"))]
         if mine:
             triples += mine
             kept[experiment.key] = stored_result(store, name, experiment)

@@ -82,6 +82,15 @@ EXPERIMENTS = [
                     treatment="seq_kd", reference="word_kd"),
         **DIALECTS, temperature=1.0,
         metric="greedy_validity",
+        # CPU budget: about 1.3 CPU-minutes a seed; 20 seeds is about what scripts/decisive_cost.py asked for an
+        # 80% chance of a decisive verdict at the first run's sd's upper limit (19)
+        max_seeds=20,
+        first_seed=100,
+        rerun_reason="The first run (seeds 0-7, 2026-11) measured +14.9 points (interval +6.5 to +23.3, sd 10.1) "
+                     "but was inconclusive after Holm's adjustment over the family (p 0.10) at its cap of 8 seeds. "
+                     "This run supersedes it with fresh seeds and a cap of 20, planned from the larger of its "
+                     "pilot's sd and that run's.",
+        prior_sd=0.1005, prior_seeds=8,
         arms=(DATA_BASELINE,
               WORD_KD,
               Arm("seq_kd", "cross-entropy on the teacher's beam-search outputs (beam 5)", sequence_kd_student)),

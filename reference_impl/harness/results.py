@@ -265,8 +265,7 @@ def write_results(module: ModuleType, results: list[ExperimentResult], directory
     ttl_path = directory / f"{name}.ttl"
     kept_triples, kept_results = _kept_results(module, results, ttl_path)
     new = {r.experiment.key: r for r in results}
-    plotted = [new.get(e.key) or kept_results.get(e.key) for e in module.EXPERIMENTS]
-    plotted = [r for r in plotted if r is not None] + [r for r in results if r not in plotted]
+    plotted = [r for e in module.EXPERIMENTS if (r := new.get(e.key) or kept_results.get(e.key)) is not None]
     plot_path = directory / f"{name}.png"
     plot_results(plotted, plot_path, f"{name}: {(module.__doc__ or '').strip().splitlines()[0]}")
     commit = commit or git_commit(Path(module.__file__))

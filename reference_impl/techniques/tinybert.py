@@ -164,6 +164,14 @@ STUDENT = TransformerSpec(causal=False, n_layer=encoder.TEACHER.n_layer // 2, n_
 EXPERIMENTS = [
     EncoderExperiment(
         key="intermediate-vs-prediction",
+        # CPU budget: about 4.3 CPU-minutes a seed (three arms); 10 seeds, where scripts/decisive_cost.py asked
+        # for 10 at the first run's sd and 26 at its upper limit
+        max_seeds=10,
+        first_seed=100,
+        rerun_reason="The first run (seeds 0-2, 2026-11) had 3 seeds set on the command line, not planned: "
+                     "+3.95 points (interval -1.22 to +9.11, sd 2.08), inconclusive. This run supersedes it "
+                     "with fresh seeds, planned from the larger of its pilot's sd and that run's.",
+        prior_sd=0.0208, prior_seeds=3,
         title="TinyBERT: intermediate-layer then prediction-layer distillation vs prediction-layer alone (dialect pairs)",
         claim=Claim("Distilling the embeddings, attention scores and hidden states before the prediction layer "
                     "gives a better student than distilling the prediction layer alone.",

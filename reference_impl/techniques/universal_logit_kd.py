@@ -130,6 +130,14 @@ TEXT_STUDENT = TransformerSpec(n_layer=1, n_head=2, d_model=32)
 EXPERIMENTS = [
     SequenceExperiment(
         key="uld-vs-data",
+        # CPU budget: about 4.5 CPU-minutes a seed; 14 seeds, what scripts/decisive_cost.py asked for at the
+        # first run's sd (27 at its upper limit)
+        max_seeds=14,
+        first_seed=100,
+        rerun_reason="The first run (seeds 0-4, 2026-11) had 5 seeds set on the command line, not planned: "
+                     "-0.42 points (interval -0.99 to +0.15, sd 0.46), inconclusive. This run supersedes it "
+                     "with fresh seeds, planned from the larger of its pilot's sd and that run's.",
+        prior_sd=0.0046, prior_seeds=5,
         title="ULD across tokenizers vs training on the data (docstrings, character teacher, BPE student)",
         claim=Claim("Adding the universal logit distillation loss to the student's cross-entropy improves the "
                     "student over the cross-entropy alone when teacher and student have different tokenizers.",

@@ -8,6 +8,7 @@ rewrites only those descriptive fields of results/<module>.ttl from the module a
 
     kdo:claimSource          where the claim comes from in the paper
     kdo:selectionProcedure   how the project's settings were chosen, with its sources
+    skos:note                the experiment's notes: its setting, described in words
 
 Nothing measured is touched: every other triple is written back unchanged (the script checks
 this before it writes), and each changed field is printed old → new.
@@ -27,7 +28,8 @@ from kb.namespaces import KDO, KDR, PREFIXES  # noqa: E402
 from reference_impl import registry  # noqa: E402
 from reference_impl.harness.results import _write_atomically, results_dir  # noqa: E402
 
-FIELDS = {KDO + "claimSource": lambda e: e.claim.source, KDO + "selectionProcedure": lambda e: e.selection}
+FIELDS = {KDO + "claimSource": lambda e: e.claim.source, KDO + "selectionProcedure": lambda e: e.selection,
+          PREFIXES["skos"] + "note": lambda e: e.notes}
 
 
 def refresh(name: str, directory: Path, *, dry_run: bool = False) -> list[str]:

@@ -484,6 +484,14 @@ def test_refreshing_citations_rewrites_only_the_cited_source(written, tmp_path, 
     assert len(new_lines) == len(old_lines) and len(differing) == 1
     assert "kdo:claimSource" in differing[0][1] and "section 3, Table 1" in differing[0][1]
     assert refresh.refresh("soft_targets", copy) == []  # current now: nothing to do
+    # the notes (the setting in words) are descriptive too
+    assert first.notes
+    corrected.EXPERIMENTS[0] = replace(corrected.EXPERIMENTS[0], notes="The setting, described correctly.")
+    before = path.read_text().splitlines()
+    changes = refresh.refresh("soft_targets", copy)
+    assert len(changes) == 1 and changes[0].startswith("soft_targets / " + first.key + " note:")
+    differing = [(a, b) for a, b in zip(before, path.read_text().splitlines()) if a != b]
+    assert len(differing) == 1 and "skos:note" in differing[0][1] and "described correctly" in differing[0][1]
 
 
 def test_results_say_what_they_measure_and_replot_from_the_stored_scores(written, monkeypatch):

@@ -1,5 +1,6 @@
 """Patient knowledge distillation: the student also learns the teacher's intermediate [CLS]
-states (Sun et al. 2019, arXiv:1908.09355, section 3, Eqs. 1-5).
+states (Sun et al. 2019, arXiv:1908.09355, sections 3.1-3.2; the equation numbers below are
+ours, in the paper's order, not checked against its own numbering).
 
 Vanilla KD for a task with classes c, student logits z^s, teacher logits z^t, temperature T:
 

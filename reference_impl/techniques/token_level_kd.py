@@ -1,5 +1,6 @@
 """Token-level (word-level) distillation of a language model, with forward or reverse KL
-(Kim & Rush 2016, arXiv:1606.07947, section 3.1, Eq. (4); the reverse direction as the
+(Kim & Rush 2016, arXiv:1606.07947, section 3.1, Eq. (4) by our reading, the number not re-checked
+against the paper's text; the reverse direction as the
 token-level variant discussed by MiniLLM, arXiv:2306.08543, section 2).
 
 At every position j of a target sequence, under teacher forcing, the student's next-token
@@ -13,7 +14,9 @@ Forward KL is mean-seeking: where the teacher spreads mass over several continua
 student must cover them all. Reverse KL is mode-seeking: the student may drop continuations,
 but is punished for putting mass where the teacher has little. With a temperature T both
 distributions are softened and the loss is multiplied by T² (as in Hinton et al. 2015);
-Kim & Rush use T = 1. The sum runs over the positions `mask` marks (response tokens and
+Kim & Rush use T = 1, and interpolate the KD term with the data's negative log-likelihood,
+(1 − α) L_NLL + α L_WORD-KD (section 3.1); the arms here use the KD term alone (α = 1), so
+that the word-KD arm and the data baseline differ only in their targets. The sum runs over the positions `mask` marks (response tokens and
 EOS, never prompt or padding) and is divided by `normalizer` (default: their number); see
 `harness/lm/tokens.py` for why gradient accumulation passes the whole batch's count.
 

@@ -16,6 +16,11 @@ aligned positions:
 
     L = L_CE(y; q_θ) + λ · (1 / |A|) Σ_{t ∈ A} ULD_t
 
+The paper writes ULD as a sum over positions; the authors' code averages over each sample's
+positions and then over the batch. Here the mean is over all aligned positions A of the batch,
+divided by `normalizer` under gradient accumulation, as for every loss in this family: each
+aligned position weighs the same, whichever row it is in.
+
 Positions are aligned as in the paper: the k-th response token of the student's row with
 the k-th of the teacher's row, for k below the shorter of the two (the rest is dropped).
 Two tokenizers cut a text at different places, so the k-th tokens are rarely the same piece

@@ -29,7 +29,7 @@ tokens (1/|y|), then over sequences, so a token of a short sequence weighs more.
 everywhere in this family, the mean is over all masked positions of the batch (every token
 weighs the same), because only that mean is unchanged by splitting a batch into gradient-
 accumulation micro-batches of different lengths (see `harness/lm/tokens.py`). On the
-dialects task the targets have 4 to 9 tokens, so the two weightings differ, but not in sign.
+dialects task the targets have 4 to 9 tokens (EOS included), so the two weightings differ.
 
 Claim tested (EXPERIMENTS): on-policy GKD (λ = 1) beats the same divergence on fixed data
 (λ = 0, "supervised KD") when the student decodes its own outputs.

@@ -143,6 +143,14 @@ EXPERIMENTS = [
     ),
     Experiment(
         key="sp-complements-kd",
+        # CPU budget: about 1.1 CPU-minutes a seed (three MLP arms); 30 seeds, between the 26 that
+        # scripts/decisive_cost.py asked for at the first run's sd and the 43 at its upper limit
+        max_seeds=30,
+        first_seed=100,
+        rerun_reason="The first run (seeds 0-7, 2026-11) was inconclusive at its cap of 8 seeds: -0.09 points "
+                     "(interval -0.96 to +0.79, sd 1.05). This run supersedes it with fresh seeds and a cap of 30, "
+                     "planned from the larger of its pilot's sd and that run's.",
+        prior_sd=0.0105, prior_seeds=8,
         title="SP added to soft-target KD vs KD alone",
         claim=Claim("SP is complementary to traditional KD: KD + SP beats KD alone.", SOURCE_KD,
                     treatment="sp+kd", reference="kd"),

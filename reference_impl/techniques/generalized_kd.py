@@ -124,7 +124,8 @@ EXPERIMENTS = [
                   lambda ctx: gkd_student(ctx, on_policy_fraction=0.0)),
               Arm("on_policy", "generalized JSD (β = 0.5) on the student's own samples (λ = 1)",
                   lambda ctx: gkd_student(ctx, on_policy_fraction=1.0))),
-        notes="β = 0.5 is the middle of the paper's JSD(β) grid (0.1, 0.5, 0.9) and λ in {0, 1} are the ends of its λ grid, not tuned here. The student samples "
+        notes="β = 0.5 is the middle of the paper's JSD(β) grid (0.1, 0.5, 0.9) and λ in {0, 1} are the ends "
+              "of its λ grid, not tuned here. The student samples "
               "at temperature 1 as in the paper's on-policy setting; the teacher scores the sampled sequences "
               "under no_grad. Score: share of the 5,000 test prompts whose greedy output is a valid translation.",
     ),

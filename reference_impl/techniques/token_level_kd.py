@@ -16,12 +16,13 @@ but is punished for putting mass where the teacher has little. With a temperatur
 distributions are softened and the loss is multiplied by T² (as in Hinton et al. 2015);
 Kim & Rush use T = 1, and interpolate the KD term with the data's negative log-likelihood,
 (1 − α) L_NLL + α L_WORD-KD (section 3.1); the arms here use the KD term alone (α = 1), so
-that the word-KD arm and the data baseline differ only in their targets. The sum runs over the positions `mask` marks (response tokens and
-EOS, never prompt or padding) and is divided by `normalizer` (default: their number); see
-`harness/lm/tokens.py` for why gradient accumulation passes the whole batch's count.
+that the word-KD arm and the data baseline differ only in their targets. The sum runs over
+the positions `mask` marks (response tokens and EOS, never prompt or padding) and is divided
+by `normalizer` (default: their number); see `harness/lm/tokens.py` for why gradient
+accumulation passes the whole batch's count.
 
-Claim tested (EXPERIMENTS): word-level KD improves a student over training on the data
-alone (Kim & Rush, Table 1: Word-KD above the baseline student).
+Claim tested (EXPERIMENTS): word-level KD improves a student over training on the data alone
+(Kim & Rush, Table 1: Word-KD above the baseline student).
 """
 
 from __future__ import annotations
